@@ -1,0 +1,247 @@
+// MPI_Allreduce through the shared harness: the MPI baseline every other backend is judged against.
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+
+#include "ffb/collective.h"
+#include "ffb/error.h"
+#include "ffb/validation.h"
+
+namespace {
+
+using ffb::DataType;
+using ffb::ReduceOp;
+
+// fp16 and bf16 have no MPI type: reduce them with user-defined ops that convert to fp32, apply
+// the op and round once per pairwise step (what MPI itself would do with a native type).
+template <float (*ToF32)(std::uint16_t), std::uint16_t (*FromF32)(float), ReduceOp Op>
+void half_op(void* in, void* inout, int* len, MPI_Datatype* /*type*/) {
+  const auto* a = static_cast<const std::uint16_t*>(in);
+  auto* b = static_cast<std::uint16_t*>(inout);
+  for (int i = 0; i < *len; ++i) {
+    const float x = ToF32(a[i]);
+    const float y = ToF32(b[i]);
+    float r = 0;
+    if constexpr (Op == ReduceOp::prod)
+      r = x * y;
+    else if constexpr (Op == ReduceOp::max)
+      r = x > y ? x : y;
+    else if constexpr (Op == ReduceOp::min)
+      r = x < y ? x : y;
+    else
+      r = x + y;  // sum and avg (avg divides afterwards)
+    b[i] = FromF32(r);
+  }
+}
+
+template <float (*ToF32)(std::uint16_t), std::uint16_t (*FromF32)(float)>
+MPI_User_function* half_function(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::prod:
+      return &half_op<ToF32, FromF32, ReduceOp::prod>;
+    case ReduceOp::max:
+      return &half_op<ToF32, FromF32, ReduceOp::max>;
+    case ReduceOp::min:
+      return &half_op<ToF32, FromF32, ReduceOp::min>;
+    default:
+      return &half_op<ToF32, FromF32, ReduceOp::sum>;
+  }
+}
+
+// Reads Open MPI's coll parameters through the MPI tool interface: the values in force, defaults
+// included, not only what the environment says.
+nlohmann::json coll_settings() {
+  nlohmann::json out = nlohmann::json::object();
+  int provided = 0;
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS) return out;
+  int num = 0;
+  MPI_T_cvar_get_num(&num);
+  for (int i = 0; i < num; ++i) {
+    char name[256];
+    char desc[16];
+    int name_len = sizeof(name), desc_len = sizeof(desc), verbosity = 0, bind = 0, scope = 0;
+    MPI_Datatype type = MPI_DATATYPE_NULL;
+    MPI_T_enum enumtype = MPI_T_ENUM_NULL;
+    if (MPI_T_cvar_get_info(i, name, &name_len, &verbosity, &type, &enumtype, desc, &desc_len,
+                            &bind, &scope) != MPI_SUCCESS)
+      continue;
+    const std::string n(name);
+    const bool wanted = n == "coll" || n.rfind("coll_tuned_allreduce", 0) == 0 ||
+                        n == "coll_tuned_use_dynamic_rules" ||
+                        n.rfind("coll_han_priority", 0) == 0 || n == "coll_tuned_priority" ||
+                        n == "coll_base_verbose";
+    if (!wanted || bind != MPI_T_BIND_NO_OBJECT) continue;
+    MPI_T_cvar_handle handle = nullptr;
+    int count = 0;
+    if (MPI_T_cvar_handle_alloc(i, nullptr, &handle, &count) != MPI_SUCCESS) continue;
+    if (type == MPI_INT && count == 1) {
+      int v = 0;
+      if (MPI_T_cvar_read(handle, &v) == MPI_SUCCESS) out[n] = v;
+    } else if (type == MPI_CHAR && count > 0) {
+      std::string v(static_cast<std::size_t>(count) + 1, '\0');
+      if (MPI_T_cvar_read(handle, v.data()) == MPI_SUCCESS) out[n] = std::string(v.c_str());
+    }
+    MPI_T_cvar_handle_free(&handle);
+  }
+  MPI_T_finalize();
+  return out;
+}
+
+class MpiAllreduceBackend final : public ffb::CollectiveBackend {
+ public:
+  ~MpiAllreduceBackend() override { free_ops(); }
+
+  std::string name() const override { return "mpi"; }
+
+  void setup(const ffb::BackendContext& ctx) override {
+    comm_ = ctx.comm;
+    MPI_Comm_size(comm_, &nranks_);
+    settings_ = coll_settings();
+    // An invalid algorithm number only warns inside Open MPI and silently falls back (the tool
+    // interface then reports the fallback): check what the user asked for, from the environment
+    // mpirun's --mca passes on.
+    if (const char* asked = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm")) {
+      settings_["requested_coll_tuned_allreduce_algorithm"] = asked;
+      char* end = nullptr;
+      const long alg = std::strtol(asked, &end, 10);
+      if (end == asked || *end != '\0' || alg < 0 || alg > 6)
+        throw ffb::UsageError(fmt::format(
+            "coll_tuned_allreduce_algorithm={} is not an Open MPI allreduce algorithm; use 0 "
+            "(default rules), 1 linear, 2 nonoverlapping, 3 recursive doubling, 4 ring, 5 "
+            "segmented ring or 6 rabenseifner",
+            asked));
+    }
+    MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
+    MPI_Type_commit(&half_type_);
+    for (auto op : ffb::kAllReduceOps) {
+      const auto i = static_cast<std::size_t>(op);
+      MPI_Op_create(half_function<ffb::f16_to_f32, ffb::f32_to_f16>(op), 1, &f16_ops_[i]);
+      MPI_Op_create(half_function<ffb::bf16_to_f32, ffb::f32_to_bf16>(op), 1, &bf16_ops_[i]);
+    }
+  }
+
+  void teardown() override { free_ops(); }
+
+  bool supports(DataType t, ReduceOp /*op*/) const override {
+    return t != DataType::f8e4m3 && t != DataType::f8e5m2;
+  }
+
+  void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override {
+    const MPI_Datatype type = mpi_type(t);
+    const MPI_Op mop = mpi_op(t, op);
+    const std::size_t es = ffb::size_of(t);
+    // MPI counts are int: split larger messages.
+    constexpr std::size_t kMaxCount = INT_MAX / 8 * 8;
+    for (std::size_t done = 0; done < count || (count == 0 && done == 0);) {
+      const std::size_t n = std::min(kMaxCount, count - done);
+      const void* s = send == recv ? MPI_IN_PLACE : static_cast<const char*>(send) + done * es;
+      MPI_Allreduce(s, static_cast<char*>(recv) + done * es, static_cast<int>(n), type, mop, comm_);
+      done += n;
+      if (count == 0) break;
+    }
+    if (op == ReduceOp::avg) divide(recv, count, t);
+  }
+
+  void describe(ffb::RunRecord& run) const override {
+    run.attrs["mpi_coll_settings"] = settings_.dump();
+  }
+
+ private:
+  static MPI_Datatype native(DataType t) {
+    switch (t) {
+      case DataType::f32:
+        return MPI_FLOAT;
+      case DataType::f64:
+        return MPI_DOUBLE;
+      case DataType::i32:
+        return MPI_INT32_T;
+      case DataType::i64:
+        return MPI_INT64_T;
+      case DataType::u8:
+        return MPI_UINT8_T;
+      default:
+        return MPI_DATATYPE_NULL;
+    }
+  }
+  MPI_Datatype mpi_type(DataType t) const {
+    return t == DataType::f16 || t == DataType::bf16 ? half_type_ : native(t);
+  }
+  MPI_Op mpi_op(DataType t, ReduceOp op) const {
+    const auto i = static_cast<std::size_t>(op);
+    if (t == DataType::f16) return f16_ops_[i];
+    if (t == DataType::bf16) return bf16_ops_[i];
+    switch (op) {
+      case ReduceOp::prod:
+        return MPI_PROD;
+      case ReduceOp::max:
+        return MPI_MAX;
+      case ReduceOp::min:
+        return MPI_MIN;
+      default:
+        return MPI_SUM;
+    }
+  }
+  // avg = sum, then one division in fp32 (fp64 for double; truncating for integers), rounded once:
+  // the suite's definition, shared with the validator (ffb::average_of_sum).
+  template <class T>
+  static void divide_as(void* buf, std::size_t count, T n) {
+    auto* p = static_cast<T*>(buf);
+    for (std::size_t j = 0; j < count; ++j) p[j] = static_cast<T>(p[j] / n);
+  }
+  template <float (*ToF32)(std::uint16_t), std::uint16_t (*FromF32)(float)>
+  static void divide_half(void* buf, std::size_t count, float n) {
+    auto* p = static_cast<std::uint16_t*>(buf);
+    for (std::size_t j = 0; j < count; ++j) p[j] = FromF32(ToF32(p[j]) / n);
+  }
+  void divide(void* buf, std::size_t count, DataType t) const {
+    switch (t) {
+      case DataType::f32:
+        divide_as<float>(buf, count, static_cast<float>(nranks_));
+        break;
+      case DataType::f64:
+        divide_as<double>(buf, count, nranks_);
+        break;
+      case DataType::i32:
+        divide_as<std::int32_t>(buf, count, nranks_);
+        break;
+      case DataType::i64:
+        divide_as<std::int64_t>(buf, count, nranks_);
+        break;
+      case DataType::u8:
+        divide_as<std::uint8_t>(buf, count, static_cast<std::uint8_t>(nranks_));
+        break;
+      case DataType::f16:
+        divide_half<ffb::f16_to_f32, ffb::f32_to_f16>(buf, count, static_cast<float>(nranks_));
+        break;
+      case DataType::bf16:
+        divide_half<ffb::bf16_to_f32, ffb::f32_to_bf16>(buf, count, static_cast<float>(nranks_));
+        break;
+      default:
+        break;
+    }
+  }
+  void free_ops() {
+    for (auto* ops : {&f16_ops_, &bf16_ops_})
+      for (auto& op : *ops)
+        if (op != MPI_OP_NULL) MPI_Op_free(&op);
+    if (half_type_ != MPI_DATATYPE_NULL) MPI_Type_free(&half_type_);
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int nranks_ = 1;
+  nlohmann::json settings_;
+  MPI_Datatype half_type_ = MPI_DATATYPE_NULL;
+  std::array<MPI_Op, 5> f16_ops_{MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
+  std::array<MPI_Op, 5> bf16_ops_{MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return ffb::collective_main(argc, argv, "mpi_allreduce_bench",
+                              std::make_unique<MpiAllreduceBackend>());
+}

@@ -1,0 +1,104 @@
+// The collective benchmark harness: options, sweep, timing, validation, printing and results,
+// shared by every collective program. A program is a CollectiveBackend plus a three-line main().
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <mpi.h>
+#include <nlohmann/json.hpp>
+
+#include "ffb/mpi_env.h"
+#include "ffb/numeric.h"
+#include "ffb/results.h"
+
+namespace ffb {
+
+// nccl-tests' -a: how per-rank times combine into the `time` column.
+enum class AverageMode { rank0 = 0, avg = 1, min = 2, max = 3 };
+
+struct CollectiveOptions {
+  std::uint64_t min_bytes = 32ull << 20;
+  std::uint64_t max_bytes = 32ull << 20;
+  double step_factor = 1.0;
+  std::uint64_t step_bytes = 1ull << 20;
+  int iters = 20;
+  int warmup_iters = 5;
+  bool check = true;
+  bool accuracy = false;
+  std::vector<DataType> types{DataType::f32};
+  std::vector<ReduceOp> ops{ReduceOp::sum};
+  AverageMode average = AverageMode::max;  // the slowest rank: the collective ends when it does
+  bool blocking = false;                   // -z 1: barrier before every iteration
+  double timeout_s = 300.0;
+  std::string output;
+  std::string label;
+  // Test-only fault injection (hidden from --help): prove that validation and the watchdog fire.
+  int inject_corrupt_rank = -1;
+  int inject_stall_rank = -1;
+  double inject_stall_s = 0.0;
+
+  nlohmann::json to_json() const;
+};
+
+enum class MemorySpace { host, device };
+
+// A per-call measurement a backend exposes (HFReduce's stage times, its MPI fallback flag).
+struct Metric {
+  std::string name;   // column name in the results ("stage_copy_in")
+  std::string units;  // "us", "1"
+  double value = 0;
+};
+
+struct BackendContext {
+  MPI_Comm comm = MPI_COMM_NULL;  // the benchmark's communicator (a duplicate of the world)
+  const Topology* topology = nullptr;
+  const CollectiveOptions* options = nullptr;
+};
+
+class CollectiveBackend {
+ public:
+  virtual ~CollectiveBackend() = default;
+
+  virtual std::string name() const = 0;  // "mpi", "hfreduce", "nccl"
+  virtual std::string collective() const { return "allreduce"; }
+  virtual double busbw_factor(int nranks) const {  // nccl-tests: allreduce 2(n-1)/n
+    return nranks > 1 ? 2.0 * (nranks - 1) / nranks : 0.0;
+  }
+
+  // Program-specific flags; values land in the backend's own options struct.
+  virtual void add_options(CLI::App& /*app*/) {}
+  // Called once MPI is up and options are parsed; throws UsageError/SkipError with a clear line.
+  virtual void setup(const BackendContext& /*ctx*/) {}
+  virtual void teardown() {}
+
+  virtual bool supports(DataType t, ReduceOp op) const = 0;
+
+  virtual MemorySpace memory_space() const { return MemorySpace::host; }
+  virtual void* allocate(std::size_t bytes);
+  virtual void deallocate(void* p, std::size_t bytes);
+  virtual void upload(void* dst, const void* host_src, std::size_t bytes);
+  virtual void download(void* host_dst, const void* src, std::size_t bytes);
+
+  // One complete collective: returns when the result is in recv on this rank. send == recv is
+  // in-place.
+  virtual void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) = 0;
+
+  // Measurements of the last run() call; `print_metrics` shows them as table columns.
+  virtual std::vector<Metric> last_metrics() const { return {}; }
+  virtual bool print_metrics() const { return false; }
+
+  // Extra provenance (MCA settings, library versions) and this rank's device ("-" for none).
+  virtual void describe(RunRecord& /*run*/) const {}
+  virtual std::string device_description() const { return "-"; }
+};
+
+// Parses argv, runs the sweep, prints the nccl-tests table, writes --output, returns the exit code.
+// Catches and prints (rank 0, one line) UsageError (2), SkipError (77) and other errors (1).
+int collective_main(int argc, char** argv, const std::string& program,
+                    std::unique_ptr<CollectiveBackend> backend);
+
+}  // namespace ffb

@@ -1,0 +1,1 @@
+"""Python side of ffbench: reads what the C++ programs write (HDF5), never their stdout."""
