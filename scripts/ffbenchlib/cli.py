@@ -38,3 +38,7 @@ def main(argv):
     except KeyboardInterrupt:
         sys.stderr.write(f"ffbench {args.command}: interrupted\n")
         return 130
+    except BrokenPipeError:
+        # Output piped into `head` and the reader went away: not an error of ours.
+        sys.stderr.close()
+        return 0
