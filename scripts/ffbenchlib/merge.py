@@ -1,0 +1,147 @@
+"""`ffbench merge OUT.h5 IN.h5...`: copy the runs of several results files into one, atomically.
+
+Run groups are copied whole (h5py copy: attrs, tables, units and dtypes as the programs wrote
+them) under new six-digit ids in OUT. OUT is changed the way h5io.append_run changes it: under an
+exclusive flock on OUT.lock, OUT is copied to OUT.tmp.<pid>, the runs are added to the copy, the
+copy is fsync'd and renamed over OUT. A kill leaves the old OUT or the new one. Runs already in
+OUT (same label, date, command line and hosts) are skipped, so merging twice adds nothing.
+"""
+import fcntl
+import os
+import shutil
+
+import h5py
+import numpy as np
+
+from . import h5io
+from .cli import UsageError
+
+
+def _decode(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray):
+        return tuple(_decode(x) for x in v.tolist())
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def run_identity(group):
+    """What makes two run groups the same run: provenance attrs plus the ranks' process ids."""
+    a = group.attrs
+    ident = tuple(_decode(a.get(k, "")) for k in ("program", "label", "date", "command_line", "hosts"))
+    pids = group.get("ranks/pid")
+    return ident + ((tuple(int(x) for x in pids[()]),) if pids is not None else ())
+
+
+def _check_format(f, path):
+    fmt = _decode(f.attrs.get("format"))
+    if fmt != h5io.FORMAT:
+        raise UsageError(f"{path}: not an ffbench results file (format attr {fmt!r}, expected "
+                         f"{h5io.FORMAT!r})")
+
+
+def _fsync(path, directory=False):
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def merge_files(out, inputs, select=None, dedup=True):
+    """Copy the runs of `inputs` into `out` (created when missing) in one atomic replace.
+
+    select(run_group) -> bool may filter runs; dedup=False copies runs already in `out` again
+    (for fresh per-point files). Returns (added, skipped_duplicates).
+    """
+    out = os.path.abspath(out)
+    for path in inputs:
+        if not os.path.exists(path):
+            raise UsageError(f"{path}: no such results file")
+        if os.path.abspath(path) == out:
+            raise UsageError(f"{path}: is the output file itself; name it once, as OUT")
+    directory = os.path.dirname(out)
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{out}.tmp.{os.getpid()}"
+    with open(f"{out}.lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            if os.path.exists(out):
+                shutil.copyfile(out, tmp)
+                mode = "r+"
+            else:
+                mode = "w"
+            added = skipped = 0
+            with h5py.File(tmp, mode) as dst:
+                if mode == "w":
+                    dst.attrs["format"] = h5io.FORMAT
+                    dst.attrs["schema_version"] = np.int64(h5io.SCHEMA_VERSION)
+                else:
+                    _check_format(dst, out)
+                runs = dst.require_group("runs")
+                seen = {run_identity(runs[k]) for k in runs.keys()}
+                next_id = max([int(k) for k in runs.keys() if k.isdigit()], default=-1) + 1
+                for path in inputs:
+                    try:
+                        src = h5py.File(path, "r")
+                    except OSError as exc:
+                        raise UsageError(f"{path}: not an HDF5 file ({exc})") from None
+                    with src:
+                        _check_format(src, path)
+                        src_runs = src.get("runs")
+                        if src_runs is None:
+                            continue
+                        for rid in sorted(src_runs.keys()):
+                            group = src_runs[rid]
+                            if select is not None and not select(group):
+                                continue
+                            ident = run_identity(group)
+                            if dedup and ident in seen:
+                                skipped += 1
+                                continue
+                            src.copy(group, runs, name=f"{next_id:06d}")
+                            next_id += 1
+                            seen.add(ident)
+                            added += 1
+                dst.flush()
+            _fsync(tmp)
+            os.replace(tmp, out)
+            _fsync(directory, directory=True)
+            return added, skipped
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def cmd_merge(args):
+    inputs = []
+    for path in args.inputs:
+        if os.path.isdir(path):
+            inputs += sorted(os.path.join(path, f) for f in os.listdir(path) if f.endswith(".h5"))
+        else:
+            inputs.append(path)
+    if not inputs:
+        raise UsageError("no input files: give one or more results files (or folders of .h5 files)")
+    added, skipped = merge_files(args.out, inputs)
+    print(f"ffbench merge: {added} run(s) from {len(inputs)} file(s) added to {args.out}"
+          + (f"; {skipped} already there, skipped" if skipped else ""))
+    return 0
+
+
+def register(sub):
+    p = sub.add_parser("merge", help="copy the runs of several results files into one",
+                       description=__doc__.split("\n")[0])
+    p.add_argument("out", metavar="OUT.h5", help="results file to add to (created when missing)")
+    p.add_argument("inputs", metavar="IN.h5", nargs="+",
+                   help="results files (or folders: every .h5 inside)")
+    p.set_defaults(func=cmd_merge)

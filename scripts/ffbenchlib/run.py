@@ -1,0 +1,405 @@
+"""`ffbench run CONFIG`: expand a sweep config into points, launch them, collect one HDF5 file.
+
+Each point writes to its own file under <results dir>/tmp/<output stem>/points/ and is then merged
+into the results file atomically (merge.merge_files), so a killed sweep loses at most the point in
+flight and never corrupts the file. A point's label is NAME@KEY (KEY: hash of program, arguments,
+launcher, environment and shape); a rerun skips every point whose key is in the file with status
+"complete". Programs that are not built, and points that need a GPU on a host without one, are
+skipped with a one-line reason.
+"""
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from . import config as configmod
+from . import h5io, launchers, merge
+from .cli import UsageError
+from .results import complete_keys, repo_root
+
+DEFAULT_REFERENCE = "configs/reference/fire-flyer-2.yaml"
+LOG_HEADER = "ffbench: command: "
+
+
+def fmt_duration(seconds):
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+def work_dir(output):
+    """<dir of output>/tmp/<stem>/ : per-point files and logs (results/tmp/ is git-ignored)."""
+    out = os.path.abspath(output)
+    stem = os.path.splitext(os.path.basename(out))[0]
+    return os.path.join(os.path.dirname(out), "tmp", stem)
+
+
+def default_output(sweep):
+    return sweep.output or os.path.join("results", f"{sweep.name}.h5")
+
+
+def _fmt_size(n):
+    n = int(n)
+    for suffix, mult in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= mult:
+            v = n / mult
+            return f"{v:.0f} {suffix}" if v == int(v) else f"{v:.1f} {suffix}"
+    return f"{n} B"
+
+
+def summarize_file(path):
+    """A short 'measured' summary of the run(s) in a per-point file."""
+    try:
+        runs = h5io.read_runs(path)
+    except Exception:  # noqa: BLE001 - a summary must never break the sweep
+        return ""
+    parts = []
+    for run in runs:
+        t = run.tables
+        if "collective" in t and len(t["collective"].get("busbw", [])):
+            c = t["collective"]
+            i = int(c["busbw"].argmax())
+            parts.append(f"peak busbw {c['busbw'][i]:.2f} GB/s at {_fmt_size(c['size'][i])} "
+                         f"(measured)")
+        elif "storage_phases" in t:
+            s = t["storage_phases"]
+            items = []
+            for j in range(len(s.get("phase", []))):
+                if s.get("rep") is not None and int(s["rep"][j]) > 0:
+                    continue
+                bw = s["bw"][j] if "bw" in s else float("nan")
+                rate = s["ops_rate"][j] if "ops_rate" in s else float("nan")
+                if bw == bw and bw > 0:
+                    items.append(f"{s['phase'][j]} {bw:.2f} GB/s")
+                elif rate == rate:
+                    items.append(f"{s['phase'][j]} {rate:.0f} ops/s")
+            if items:
+                parts.append(", ".join(items[:5]) + " (measured)")
+        else:
+            for tname, table in t.items():
+                units = run.units.get(tname, {})
+                gbs = [c for c, u in units.items() if u == "GB/s" and getattr(table[c], "ndim", 1) == 1
+                       and len(table[c])]
+                if gbs:
+                    c = gbs[0]
+                    parts.append(f"{tname}.{c} max {max(table[c]):.2f} GB/s (measured)")
+                    break
+        if run.attrs.get("status") not in (None, "complete"):
+            parts.append(f"status {run.attrs.get('status')}")
+    return "; ".join(parts)
+
+
+def _tail(path, lines=3):
+    try:
+        with open(path, errors="replace") as fh:
+            content = [ln.rstrip() for ln in fh.read().replace("\0", "").splitlines()
+                       if ln.strip() and not ln.startswith(LOG_HEADER)]
+    except OSError:
+        return []
+    return content[-lines:]
+
+
+def _die_with_parent():
+    """preexec_fn: the child gets SIGTERM if ffbench dies (even by SIGKILL), so no orphaned
+    mpirun keeps running and writing after a killed sweep (Linux prctl PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _on_sigterm(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _kill_group(proc):
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        try:
+            proc.wait(timeout=5)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class SweepContext:
+    def __init__(self, args, sweep):
+        self.args = args
+        self.sweep = sweep
+        self.launcher_name = args.launcher or sweep.launcher
+        self.output = args.output or default_output(sweep)
+        self.bin_dir = launchers.find_bin_dir(args.bin, sweep.bin)
+        self.work = work_dir(self.output)
+        self.only = re.compile(args.only) if args.only else None
+
+
+def select_points(ctx):
+    points = ctx.sweep.points
+    if ctx.only:
+        points = [p for p in points if ctx.only.search(p.name)]
+        if not points:
+            raise UsageError(f"--only {ctx.args.only!r}: matches none of the {len(ctx.sweep.points)} "
+                             f"points (ffbench run CONFIG --dry-run lists them)")
+    return points
+
+
+def static_skip_reason(ctx, point, launcher=None):
+    """Why a point cannot run here, decided before launching (or None)."""
+    if point.launchers and ctx.launcher_name not in point.launchers:
+        return f"only for --launcher {'/'.join(point.launchers)}"
+    if "gpu" in point.requires and ctx.launcher_name != "slurm":
+        ok, why = launchers.gpu_available()
+        if not ok:
+            return why
+    if launchers.program_path(ctx.bin_dir, point.program) is None:
+        return launchers.missing_program_reason(ctx.bin_dir, point.program)
+    if launcher is not None:
+        reason = launcher.unsupported(point)
+        if reason:
+            return reason
+    return None
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def recover_finished(ctx):
+    """Merge per-point files a killed sweep finished but did not merge (complete runs only)."""
+    pdir = os.path.join(ctx.work, "points")
+    if not os.path.isdir(pdir):
+        return 0
+    recovered = 0
+    for f in sorted(os.listdir(pdir)):
+        path = os.path.join(pdir, f)
+        if not f.endswith(".h5"):
+            if ".tmp." in f or f.endswith(".lock"):
+                _remove(path)  # a writer's half-written copy (never renamed: never valid), a lock
+            continue
+        try:
+            runs = h5io.read_runs(path)
+        except Exception:  # noqa: BLE001 - unreadable leftovers are dropped
+            runs = []
+        if runs and all(r.attrs.get("status") == "complete" for r in runs):
+            added, _ = merge.merge_files(ctx.output, [path])
+            recovered += added
+        os.unlink(path)
+    return recovered
+
+
+def run_point(ctx, launcher, point, label, log_path):
+    """Launch one point; return (state, seconds, message). state: complete|failed|skipped."""
+    key = configmod.key_of_label(label)
+    pdir = os.path.join(ctx.work, "points")
+    os.makedirs(pdir, exist_ok=True)
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    point_file = os.path.join(pdir, f"{key}.h5")
+    if os.path.exists(point_file):
+        os.unlink(point_file)
+    tmpdir = None
+    args = list(point.args)
+    if point.storage_tmp:
+        tmpdir = tempfile.mkdtemp(prefix="ffbench-storage-")
+        os.chmod(tmpdir, 0o755)
+        args = [a.replace("{dir}", tmpdir) for a in args]
+    args += ["--output", point_file, "--label", label]
+    program = launchers.program_path(ctx.bin_dir, point.program)
+    cmd = launcher.command(point, program, args)
+    env = launchers.mpi_env(point.env)
+    start = time.time()
+    try:
+        with open(log_path, "w") as log:
+            log.write(f"{LOG_HEADER}{launchers.quote(cmd)}\n")
+            log.flush()
+            if ctx.args.verbose:
+                proc = subprocess.Popen(cmd, env=env, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+            else:
+                proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True,
+                                        preexec_fn=_die_with_parent)
+            try:
+                rc = proc.wait(timeout=point.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(proc)
+                return "failed", time.time() - start, (
+                    f"killed after the point's timeout of {point.timeout:g} s (raise timeout: in "
+                    f"the config); log {log_path}")
+            except BaseException:
+                _kill_group(proc)
+                raise
+    finally:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    elapsed = time.time() - start
+    if rc == 77:
+        tail = _tail(log_path, 1)
+        _remove(point_file)
+        _remove(point_file + ".lock")
+        return "skipped", elapsed, (tail[0].lstrip("# ") if tail else "the program skipped (exit 77)")
+    summary = ""
+    wrote = os.path.exists(point_file)
+    if wrote:
+        summary = summarize_file(point_file)
+        merge.merge_files(ctx.output, [point_file], dedup=False)
+        os.unlink(point_file)
+    _remove(point_file + ".lock")
+    if rc != 0:
+        tail = " | ".join(_tail(log_path, 2))
+        return "failed", elapsed, f"exit status {rc}: {tail} (log {log_path})"
+    if not wrote:
+        return "failed", elapsed, f"the program wrote no results (log {log_path})"
+    return "complete", elapsed, summary
+
+
+def run_local(ctx, points):
+    launcher = launchers.make(ctx.launcher_name, ctx.sweep, ctx.args)
+    label_of = {p.name: p.label(ctx.launcher_name) for p in points}
+    if ctx.args.dry_run:
+        done = complete_keys(ctx.output) if os.path.exists(ctx.output) else set()
+        print(f"# ffbench run --dry-run: {len(points)} point(s), {launcher.describe()}, "
+              f"results -> {ctx.output}")
+        pdir = os.path.join(ctx.work, "points")
+        for i, p in enumerate(points, 1):
+            label = label_of[p.name]
+            key = configmod.key_of_label(label)
+            head = f"# [{i}/{len(points)}] {p.name} (key {key})"
+            if key in done:
+                print(f"{head}: complete in {ctx.output}, would be skipped")
+                continue
+            reason = static_skip_reason(ctx, p, launcher)
+            if reason:
+                print(f"{head}: would be skipped: {reason}")
+                continue
+            args = [a.replace("{dir}", "$(mktemp -d)") for a in p.args]
+            args += ["--output", os.path.join(pdir, f"{key}.h5"), "--label", label]
+            program = os.path.join(ctx.bin_dir, p.program)
+            env = " ".join(f"{k}={v}" for k, v in sorted(p.env.items()))
+            print(head)
+            print((f"env {env} " if env else "") + launchers.quote(launcher.command(p, program, args)))
+        return 0
+
+    os.makedirs(ctx.work, exist_ok=True)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # a terminated sweep stops its point's processes
+    recovered = recover_finished(ctx)
+    done_keys = complete_keys(ctx.output)
+    total = len(points)
+    print(f"ffbench run: {ctx.sweep.name}: {total} point(s), {launcher.describe()}; results -> "
+          f"{ctx.output}" + (f"; {recovered} run(s) recovered from a killed sweep" if recovered else ""))
+    counts = {"complete": 0, "resumed": 0, "skipped": 0, "failed": 0}
+    durations = []
+    todo = []
+    for p in points:
+        key = configmod.key_of_label(label_of[p.name])
+        if key in done_keys:
+            counts["resumed"] += 1
+        else:
+            todo.append(p)
+    if counts["resumed"]:
+        print(f"  {counts['resumed']} point(s) already complete in {ctx.output}: skipped (resume)")
+    width = len(str(total))
+    index = {p.name: i for i, p in enumerate(points, 1)}
+    remaining = len(todo)
+    for p in todo:
+        i = index[p.name]
+        reason = static_skip_reason(ctx, p, launcher)
+        if reason:
+            counts["skipped"] += 1
+            remaining -= 1
+            print(f"[{i:>{width}}/{total}] {p.name}: skipped: {reason}", flush=True)
+            continue
+        finished = counts["complete"] + counts["resumed"] + counts["skipped"] + counts["failed"]
+        eta = (f"ETA {fmt_duration(sum(durations) / len(durations) * remaining)}" if durations
+               else "ETA ?")
+        print(f"[{i:>{width}}/{total}] {p.name}: running ({finished}/{total} done, {eta})",
+              flush=True)
+        label = label_of[p.name]
+        log_path = os.path.join(ctx.work, "logs", f"{p.name}.log")
+        state, secs, msg = run_point(ctx, launcher, p, label, log_path)
+        remaining -= 1
+        counts[state] += 1
+        if state == "complete":
+            durations.append(secs)
+        pad = " " * (width * 2 + 3)
+        print(f"{pad} {state} in {secs:.1f} s" + (f": {msg}" if msg else ""), flush=True)
+    print(f"ffbench run: {counts['complete']} complete, {counts['resumed']} already in the file, "
+          f"{counts['skipped']} skipped, {counts['failed']} failed; results in {ctx.output}")
+    return 1 if counts["failed"] else 0
+
+
+def _print_comparison(ctx):
+    ref = ctx.args.reference or (ctx.sweep.compare if ctx.sweep.compare else None)
+    if ctx.args.no_compare or not ref or not os.path.exists(ctx.output):
+        return 0
+    from . import compare
+    ref_path = ref if os.path.exists(ref) else os.path.join(repo_root(), ref)
+    print()
+    return compare.compare_and_print([ctx.output], ref_path)
+
+
+def cmd_run(args):
+    sweep = configmod.load(args.config)
+    if args.launcher and args.launcher not in configmod.LAUNCHERS:
+        raise UsageError(f"--launcher {args.launcher}: expected local, slurm or emu")
+    ctx = SweepContext(args, sweep)
+    points = select_points(ctx)
+    if args.fresh and not args.dry_run and os.path.exists(ctx.output):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(os.path.getmtime(ctx.output)))
+        kept = f"{os.path.splitext(ctx.output)[0]}.{stamp}.h5"
+        os.replace(ctx.output, kept)
+        print(f"ffbench run: --fresh: the previous results were moved to {kept}")
+    if ctx.launcher_name == "slurm":
+        from . import slurm
+        status = slurm.run_sweep(ctx, points)
+    else:
+        if args.wait:
+            raise UsageError("--wait: only for --launcher slurm (local and emu runs are synchronous)")
+        status = run_local(ctx, points)
+    if args.dry_run:
+        return status
+    if ctx.launcher_name == "slurm" and not args.wait:
+        return status
+    cmp_status = _print_comparison(ctx)
+    return status or cmp_status
+
+
+def register(sub):
+    p = sub.add_parser("run", help="run a sweep config into one HDF5 results file",
+                       description=__doc__.split("\n")[0])
+    p.add_argument("config", metavar="CONFIG", help="sweep config (configs/sweeps/*.yaml)")
+    p.add_argument("--launcher", help="local (mpirun here), slurm (sbatch) or emu (emulated "
+                   "cluster); default: the config's launcher:, else local")
+    p.add_argument("--output", help="results file (default: the config's output:, else "
+                   "results/<name>.h5)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the commands (Slurm: the batch scripts) without running anything")
+    p.add_argument("--wait", action="store_true",
+                   help="slurm: wait for the jobs, then merge their results into --output")
+    p.add_argument("--wait-timeout", type=float, default=None,
+                   help="slurm --wait: give up waiting after this many seconds")
+    p.add_argument("--only", metavar="REGEX", help="run only points whose name matches")
+    p.add_argument("--fresh", action="store_true",
+                   help="measure every point again: move an existing results file aside "
+                        "(to <name>.<its date>.h5) instead of resuming it")
+    p.add_argument("--bin", help="directory of the programs (default $FFB_BIN, else build/bin)")
+    p.add_argument("--emu-name", help="emulated cluster name (default: the config's emu.name, "
+                   "else ffb)")
+    p.add_argument("--reference", help=f"reference for the closing comparison (default: the "
+                   f"config's compare:, else {DEFAULT_REFERENCE})")
+    p.add_argument("--no-compare", action="store_true", help="skip the closing comparison table")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the programs' own output instead of logging it")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,76 @@
+"""`ffbench export --csv|--json`."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from ffbenchlib import h5io  # noqa: E402
+
+FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
+
+
+def make(path):
+    attrs = h5io.provenance("mpi_allreduce_bench", "collective", ["x"], label="mpi.r2@0123456789ab")
+    attrs.update(backend="mpi", environment=json.dumps({"OMPI_MCA_coll_tuned_allreduce_algorithm": "4"}))
+    h5io.append_run(str(path), attrs, {
+        "collective": {"size": ([1024, 2048], "B"), "busbw": ([0.5, float("nan")], "GB/s"),
+                       "type": (["float", "float"], "1"),
+                       "iter_time_max": (np.arange(6.0).reshape(2, 3), "us")},
+        "ranks": {"rank": ([0, 1], "1"), "host": (["a", "b"], "1")}})
+    attrs = h5io.provenance("storage_bench", "storage", ["y"])
+    h5io.append_run(str(path), attrs, {"storage_phases": {"phase": (["write"], "1"),
+                                                          "bw": ([1.5], "GB/s")}})
+
+
+def run(*args):
+    return subprocess.run([sys.executable, FFBENCH, "export"] + list(args), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_csv(tmp_path):
+    path = tmp_path / "r.h5"
+    make(path)
+    res = run(str(path), "--csv")
+    assert res.returncode == 0, res.stderr
+    rows = list(csv.reader(io.StringIO(res.stdout)))
+    head = rows[0]
+    assert head[:4] == ["file", "run", "program", "kind"]
+    assert "busbw (GB/s)" in head and "size (B)" in head and "type" in head
+    assert not any("iter_time" in h for h in head)   # 2-D columns only in JSON
+    assert len(rows) == 3
+    r = dict(zip(head, rows[1]))
+    assert r["program"] == "mpi_allreduce_bench" and r["label"] == "mpi.r2@0123456789ab"
+    assert float(r["busbw (GB/s)"]) == 0.5 and dict(zip(head, rows[2]))["busbw (GB/s)"] == ""
+    res = run(str(path), "--csv", "--table", "storage_phases", "--out", str(tmp_path / "s.csv"))
+    assert res.returncode == 0 and "1 run(s)" not in res.stdout
+    assert "write" in (tmp_path / "s.csv").read_text()
+
+
+def test_json(tmp_path):
+    path = tmp_path / "r.h5"
+    make(path)
+    res = run(str(path), "--json")
+    data = json.loads(res.stdout)
+    assert data["format"] == "ffbench-export" and len(data["runs"]) == 2
+    run0 = data["runs"][0]
+    assert run0["attrs"]["environment"]["OMPI_MCA_coll_tuned_allreduce_algorithm"] == "4"
+    col = run0["tables"]["collective"]
+    assert col["busbw"]["units"] == "GB/s" and col["busbw"]["values"] == [0.5, None]
+    assert col["iter_time_max"]["values"] == [[0, 1, 2], [3, 4, 5]]
+
+
+def test_bad_flags(tmp_path):
+    path = tmp_path / "r.h5"
+    make(path)
+    assert run(str(path)).returncode == 2
+    assert run(str(path), "--csv", "--json").returncode == 2
+    res = run(str(path), "--csv", "--table", "nope")
+    assert res.returncode == 2 and "tables in these files" in res.stderr

@@ -1,0 +1,240 @@
+"""`ffbench run`: points, skips with reasons, failures, resume after a killed sweep, dry runs.
+
+Most tests use a fake program (a Python script that writes an ffbench run with h5io, optionally
+sleeping or failing) so they run without the C++ build; one test runs the real
+mpi_allreduce_bench under mpirun when it is built.
+"""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import pytest
+
+ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+BIN = os.environ.get("FFB_BIN") or os.path.join(ROOT, "build", "bin")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+
+from ffbenchlib import h5io  # noqa: E402
+from ffbenchlib.results import complete_keys, run_index  # noqa: E402
+
+FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
+
+FAKE = f"""#!{sys.executable}
+# Fake benchmark: --sleep S, --exit N (after writing), --skip (exit 77), --busbw X.
+import sys, time
+sys.path.insert(0, {os.path.join(ROOT, "scripts")!r})
+from ffbenchlib import h5io
+args = sys.argv[1:]
+def opt(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+time.sleep(float(opt("--sleep", 0)))
+if "--skip" in args:
+    print("fake_bench: no GPU on this host, skipping")
+    sys.exit(77)
+attrs = h5io.provenance("fake_bench", "collective", ["fake_bench"] + args, label=opt("--label", ""))
+attrs.update(backend="fake", collective="allreduce")
+status = int(opt("--exit", 0))
+if status:
+    attrs["status"] = "failed"
+    print("fake_bench: validation failed on rank 0")
+bw = float(opt("--busbw", 1.0))
+h5io.append_run(opt("--output"), attrs, {{"collective": {{
+    "size": ([1024, 2048], "B"), "busbw": ([bw / 2, bw], "GB/s"), "algbw": ([bw / 2, bw], "GB/s"),
+    "placement": (["out-of-place", "out-of-place"], "1"), "type": (["float", "float"], "1"),
+    "redop": (["sum", "sum"], "1")}}}})
+sys.exit(status)
+"""
+
+
+@pytest.fixture()
+def fakebin(tmp_path):
+    d = tmp_path / "bin"
+    d.mkdir()
+    p = d / "fake_bench"
+    p.write_text(FAKE)
+    p.chmod(0o755)
+    return str(d)
+
+
+def ffbench(*args, timeout=120, env=None):
+    e = dict(os.environ)
+    e.pop("FFB_BIN", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, FFBENCH] + list(args), capture_output=True, text=True,
+                          timeout=timeout, env=e)
+
+
+def _procs_with(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                    if text.encode() in fh.read():
+                        found.append(int(pid))
+            except OSError:
+                pass
+    return found
+
+
+def write(tmp_path, text, name="sweep.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+SWEEP = """
+name: t
+compare: false
+probes:
+  - {name: a, program: fake_bench, mpi: false, options: {busbw: 2}}
+  - {name: b, program: fake_bench, mpi: false, options: {busbw: 3, sleep: %s}}
+  - {name: c, program: fake_bench, mpi: false, options: {busbw: 4}}
+"""
+
+
+def test_run_skip_fail_and_resume(tmp_path, fakebin):
+    cfg = write(tmp_path, """
+name: t
+compare: false
+probes:
+  - {name: ok, program: fake_bench, mpi: false}
+  - {name: gpu, program: fake_bench, mpi: false, options: {skip: true}}
+  - {name: bad, program: fake_bench, mpi: false, options: {exit: 3}}
+  - {name: missing, program: no_such_bench, mpi: false}
+  - {name: other, program: fake_bench, mpi: false, launchers: [slurm], options: {busbw: 9}}
+""")
+    out = str(tmp_path / "r.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin)
+    text = res.stdout
+    assert res.returncode == 1, text + res.stderr  # one point failed
+    assert "ok.r1: running" in text and "complete in" in text
+    assert "skipped in" in text and ": fake_bench: no GPU on this host, skipping" in text
+    assert "failed in" in text and "exit status 3: fake_bench: validation failed" in text
+    assert "missing.r1: skipped: no_such_bench is not built" in text
+    assert "other.r1: skipped: only for --launcher slurm" in text
+    assert "1 complete, 0 already in the file, 3 skipped, 1 failed" in text
+    idx = run_index(out)
+    assert sorted(r["status"] for r in idx) == ["complete", "failed"]  # failed runs are kept
+    # Rerun: the complete point is skipped, the failed one runs again.
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin)
+    assert "1 point(s) already complete" in res.stdout
+    assert "0 complete, 1 already in the file" in res.stdout
+    assert len(run_index(out)) == 3
+    assert not os.listdir(tmp_path / "tmp" / "r" / "points")
+
+
+def test_killed_sweep_resumes_without_corruption(tmp_path, fakebin):
+    cfg = write(tmp_path, SWEEP % 30)
+    out = str(tmp_path / "r.h5")
+    env = dict(os.environ)
+    env.pop("FFB_BIN", None)
+    proc = subprocess.Popen([sys.executable, FFBENCH, "run", cfg, "--output", out, "--bin", fakebin],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        if os.path.exists(out) and len(run_index(out)) >= 1:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # point b is now sleeping inside the fake program
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    # The point in flight dies with the sweep (no orphan keeps running and writing).
+    deadline = time.time() + 10
+    while time.time() < deadline and _procs_with(fakebin):
+        time.sleep(0.1)
+    assert not _procs_with(fakebin)
+    idx = run_index(out)
+    assert [r["label"].split("@")[0] for r in idx] == ["a.r1"]
+    with h5py.File(out, "r") as f:  # the file is intact
+        assert f.attrs["format"] == "ffbench-results"
+    cfg2 = write(tmp_path, SWEEP % 0)  # the same points, except b no longer sleeps
+    res = ffbench("run", cfg2, "--output", out, "--bin", fakebin)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 point(s) already complete" in res.stdout
+    labels = [r["label"].split("@")[0] for r in run_index(out)]
+    assert labels == ["a.r1", "b.r1", "c.r1"]
+    assert len(complete_keys(out)) == 3
+
+
+def test_finished_point_recovered_after_kill(tmp_path, fakebin):
+    """A point file a killed sweep had finished but not merged is merged on the next run."""
+    cfg = write(tmp_path, SWEEP % 0)
+    out = str(tmp_path / "r.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert res.returncode == 0
+    line = [ln for ln in res.stdout.splitlines() if "fake_bench" in ln and "--label a.r1@" in ln][0]
+    # Run point a's command by hand, as if the sweep was killed right after it finished.
+    argv = line.split()
+    subprocess.run(argv, check=True, timeout=60)
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin)
+    assert "1 run(s) recovered from a killed sweep" in res.stdout
+    assert "1 point(s) already complete" in res.stdout
+    assert len(run_index(out)) == 3
+
+
+def test_dry_run_prints_commands_and_runs_nothing(tmp_path, fakebin):
+    cfg = write(tmp_path, SWEEP % 0)
+    out = str(tmp_path / "r.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert res.returncode == 0
+    assert res.stdout.count("fake_bench") >= 3 and "--label b.r1@" in res.stdout
+    assert not os.path.exists(out)
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--only", "^c")
+    assert len(run_index(out)) == 1
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert "c.r1 (key" in res.stdout and "would be skipped" in res.stdout
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--only", "zzz")
+    assert res.returncode == 2 and "--only" in res.stderr
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--only", "^c", "--fresh")
+    assert "--fresh: the previous results were moved to" in res.stdout
+    assert len(run_index(out)) == 1 and len([f for f in os.listdir(tmp_path) if f.startswith("r.")
+                                             and f.endswith(".h5")]) == 2
+
+
+def test_local_sweep_dry_run_without_programs(tmp_path):
+    """make bench's config never crashes on missing programs: each gets a one-line reason."""
+    empty = tmp_path / "nobin"
+    empty.mkdir()
+    res = ffbench("run", os.path.join(ROOT, "configs", "sweeps", "local.yaml"), "--dry-run",
+                  "--output", str(tmp_path / "l.h5"), "--bin", str(empty))
+    assert res.returncode == 0, res.stderr
+    skips = [ln for ln in res.stdout.splitlines() if "would be skipped" in ln]
+    assert skips and all("not built" in ln or "no GPU" in ln for ln in skips)
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "mpi_allreduce_bench")),
+                    reason="mpi_allreduce_bench not built (FFB_BIN)")
+def test_real_mpi_points(tmp_path):
+    cfg = write(tmp_path, """
+name: real
+compare: false
+collectives:
+  - name: mpi
+    program: mpi_allreduce_bench
+    ranks: [2, 3]
+    sizes: {min: 1K, max: 64K, factor: 8}
+    iters: 2
+    warmup: 1
+    variants:
+      - name: default
+      - name: ring
+        env: {OMPI_MCA_coll_tuned_use_dynamic_rules: 1, OMPI_MCA_coll_tuned_allreduce_algorithm: 4}
+""")
+    out = str(tmp_path / "real.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", BIN, timeout=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 complete" in res.stdout and "peak busbw" in res.stdout and "(measured)" in res.stdout
+    runs = h5io.read_runs(out)
+    assert sorted(int(r.attrs["nranks"]) for r in runs) == [2, 2, 3, 3]
+    ring = [r for r in runs if r.attrs["label"].startswith("mpi.ring")]
+    assert all('"OMPI_MCA_coll_tuned_allreduce_algorithm": "4"' in r.attrs["environment"]
+               or '"OMPI_MCA_coll_tuned_allreduce_algorithm":"4"' in r.attrs["environment"]
+               for r in ring)
+    res = ffbench("run", cfg, "--output", out, "--bin", BIN)
+    assert "4 point(s) already complete" in res.stdout and len(h5io.read_runs(out)) == 4
