@@ -2,16 +2,22 @@
 
 #include <fstream>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 namespace ffb {
 
 SimdLevel detect_simd_level() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_cpu_init();
+  // F16C through CPUID (clang rejects __builtin_cpu_supports("f16c")).
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("f16c"))
+      __builtin_cpu_supports("avx512vl") && f16c)
     return SimdLevel::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c") &&
-      __builtin_cpu_supports("fma"))
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c)
     return SimdLevel::avx2_f16c;
 #endif
   return SimdLevel::portable;

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string_view>
 
@@ -314,7 +315,30 @@ inline double load_as_double(const void* p, DataType t, std::size_t i) {
   return 0.0;
 }
 
-// Store v (rounded to nearest even for floating types, truncated toward zero for integers).
+// double -> float with round-to-odd: narrowing the result once more to f16/bf16/fp8 then rounds
+// correctly (a plain double -> float cast would round twice).
+inline float f64_to_f32_round_to_odd(double v) {
+  const auto f = static_cast<float>(v);
+  if (!std::isfinite(v) || static_cast<double>(f) == v) return f;
+  // Inexact: take the candidate toward zero and make its last bit 1 ("sticky").
+  float toward_zero = f;
+  if (std::fabs(static_cast<double>(f)) > std::fabs(v)) toward_zero = std::nextafter(f, 0.0f);
+  return std::bit_cast<float>(std::bit_cast<std::uint32_t>(toward_zero) | 1u);
+}
+
+// Integers saturate to the type's range (the casts are otherwise undefined out of range).
+template <class Int>
+Int saturate_to(double v) {
+  if (std::isnan(v)) return 0;
+  constexpr auto lo = static_cast<double>(std::numeric_limits<Int>::min());
+  constexpr auto hi = static_cast<double>(std::numeric_limits<Int>::max());
+  if (v <= lo) return std::numeric_limits<Int>::min();
+  if (v >= hi) return std::numeric_limits<Int>::max();
+  return static_cast<Int>(v);
+}
+
+// Store v: rounded to nearest even once for floating types, truncated toward zero (saturating)
+// for integers.
 inline void store_from_double(void* p, DataType t, std::size_t i, double v) {
   auto* b = static_cast<unsigned char*>(p);
   switch (t) {
@@ -327,33 +351,33 @@ inline void store_from_double(void* p, DataType t, std::size_t i, double v) {
       std::memcpy(b + i * 8, &v, 8);
       break;
     case DataType::f16: {
-      const auto x = f32_to_f16(static_cast<float>(v));
+      const auto x = f32_to_f16(f64_to_f32_round_to_odd(v));
       std::memcpy(b + i * 2, &x, 2);
       break;
     }
     case DataType::bf16: {
-      const auto x = f32_to_bf16(static_cast<float>(v));
+      const auto x = f32_to_bf16(f64_to_f32_round_to_odd(v));
       std::memcpy(b + i * 2, &x, 2);
       break;
     }
     case DataType::i32: {
-      const auto x = static_cast<std::int32_t>(v);
+      const auto x = saturate_to<std::int32_t>(v);
       std::memcpy(b + i * 4, &x, 4);
       break;
     }
     case DataType::i64: {
-      const auto x = static_cast<std::int64_t>(v);
+      const auto x = saturate_to<std::int64_t>(v);
       std::memcpy(b + i * 8, &x, 8);
       break;
     }
     case DataType::u8:
-      b[i] = static_cast<unsigned char>(v);
+      b[i] = saturate_to<std::uint8_t>(v);
       break;
     case DataType::f8e4m3:
-      b[i] = f32_to_e4m3(static_cast<float>(v));
+      b[i] = f32_to_e4m3(f64_to_f32_round_to_odd(v));
       break;
     case DataType::f8e5m2:
-      b[i] = f32_to_e5m2(static_cast<float>(v));
+      b[i] = f32_to_e5m2(f64_to_f32_round_to_odd(v));
       break;
   }
 }
