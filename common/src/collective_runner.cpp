@@ -381,13 +381,24 @@ bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& recor
         if (!root) continue;
         std::string line = fmt::format("{:>12}  {:>12}  {:>8}  {:>6}  {:>6}", bytes, count,
                                        name_of(t), name_of(op), -1);
+        const double ceiling = backend_.algbw_ceiling(bytes);
         for (int p = 0; p < 2; ++p) {
-          const auto& r = res[p];
+          auto& r = res[p];
+          if (ceiling > 0) r.metrics.push_back({"ceiling_fraction", "1", r.algbw / ceiling});
           const std::string wrong = opt_.check ? std::to_string(r.wrong) : std::string("N/A");
           line += fmt::format("  {}  {:6.2f}  {:6.2f}  {:>6}", fmt_time(r.time_us), r.algbw,
                               r.busbw, wrong);
-          if (show_metrics)
-            for (const auto& m : r.metrics) line += fmt::format("  {}={:.1f}", m.name, m.value);
+          if (show_metrics) {
+            for (const auto& m : r.metrics) {
+              if (m.name == "fallback") {
+                if (m.value > 0) line += "  (MPI fallback)";
+              } else if (m.name == "ceiling_fraction") {
+                line += fmt::format("  {:3.0f}% of ceiling", 100.0 * m.value);
+              } else {
+                line += fmt::format("  {}={:.1f}", m.name, m.value);
+              }
+            }
+          }
           if (opt_.accuracy && !std::isnan(r.accuracy))
             line += fmt::format("  acc={:.3f}", r.accuracy);
           if (r.wrong > 0 || (!std::isnan(r.accuracy) && r.accuracy > 1.0)) all_ok = false;

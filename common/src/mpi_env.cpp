@@ -120,7 +120,7 @@ std::string mpi_library_version() {
   std::array<char, MPI_MAX_LIBRARY_VERSION_STRING> buf{};
   int len = 0;
   MPI_Get_library_version(buf.data(), &len);
-  std::string v(buf.data(), static_cast<std::size_t>(len));
+  std::string v(buf.data());  // len may count the terminating NUL
   const auto nl = v.find('\n');
   if (nl != std::string::npos) v.resize(nl);
   while (!v.empty() && (v.back() == ',' || v.back() == ' ')) v.pop_back();

@@ -91,6 +91,10 @@ class CollectiveBackend {
   virtual std::vector<Metric> last_metrics() const { return {}; }
   virtual bool print_metrics() const { return false; }
 
+  // An analytic upper bound on algbw (GB/s) for this run, e.g. HFReduce's memory-traffic ceiling;
+  // 0 = none. The harness then records algbw / ceiling per row (column ceiling_fraction).
+  virtual double algbw_ceiling(std::size_t /*bytes*/) const { return 0.0; }
+
   // Extra provenance (MCA settings, library versions) and this rank's device ("-" for none).
   virtual void describe(RunRecord& /*run*/) const {}
   virtual std::string device_description() const { return "-"; }

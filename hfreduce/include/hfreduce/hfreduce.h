@@ -1,0 +1,136 @@
+// HFReduce: hierarchical allreduce (Fire-Flyer AI-HPC, SC'24).
+//
+// Per chunk of the message: copy-in (device -> host on GPUs; a memcpy on the host path) into a
+// per-node shared-memory segment, an intra-node reduce in which every local rank reduces one slice
+// of the chunk with a multi-input SIMD kernel, an inter-node double binary tree over the node
+// leaders (reduce up, broadcast down, each tree carrying half of the chunk), and copy-out to every
+// rank. Chunks are pipelined: chunk i crosses the network while chunk i+1 is reduced inside the
+// node and chunk i-1 is copied out. Design notes: docs/hfreduce.md.
+//
+// The library never prints and never exits: failures throw hfreduce::Error with a status code and
+// a message that names the rank, the chunk and what it was waiting for.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <mpi.h>
+
+#include "ffb/numeric.h"
+
+namespace hfreduce {
+
+using ffb::DataType;
+using ffb::ReduceOp;
+
+enum class Status {
+  ok,
+  invalid_argument,  // bad count, type, op, root or options
+  unsupported,       // the MPI library or machine lacks what is needed (thread level, ...)
+  timeout,           // a peer did not deliver within Options::timeout_s
+  transport_error,   // the inter-node transport failed
+  system_error,      // shared memory, threads, allocation
+};
+const char* name_of(Status s);
+
+class Error : public std::runtime_error {
+ public:
+  Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
+  Status status() const { return status_; }
+
+ private:
+  Status status_;
+};
+
+struct Options {
+  std::size_t chunk_bytes = 1 << 20;  // pipeline unit; rounded to a multiple of 64 B per slice
+  int pipeline_depth = 4;             // chunk slots per rank in shared memory (>= 2)
+  int reduce_threads = 1;             // threads per rank for its slice of the intra-node reduce
+  double timeout_s = 300.0;           // longest wait for a peer before Error(timeout)
+  int ranks_per_node = 0;             // 0: ranks sharing memory form a node; N: N consecutive ranks
+  std::size_t fallback_bytes = 0;     // messages below this go to MPI_Allreduce (native types)
+  bool streaming_stores = true;       // non-temporal stores for the copy-out of large messages
+  // GPU path: send/recv are CUDA device pointers, copied to and from host memory on a copy engine.
+  bool device_buffers = false;
+  int cuda_device = -1;  // -1: local rank modulo the visible devices
+};
+
+// Measurements of the last completed operation on this rank, microseconds.
+struct StageTimes {
+  double copy_in_us = 0;       // this rank's copy-in work (waits excluded)
+  double intra_reduce_us = 0;  // this rank's slice reductions (waits excluded)
+  double inter_node_us =
+      0;                   // leader only: first chunk offered to the network until the last is done
+  double copy_out_us = 0;  // this rank's copy-out work (waits excluded)
+  double wait_us = 0;      // time spent waiting for peers
+  bool used_fallback = false;  // the call went to MPI_Allreduce
+  std::size_t chunks = 0;
+};
+
+// Where the ranks are, as HFReduce sees them.
+struct Layout {
+  int rank = 0, size = 1;
+  int node = 0, nnodes = 1;
+  int local_rank = 0, local_size = 1;
+  bool leader() const { return local_rank == 0; }
+};
+
+class Communicator;
+
+// Completion of an asynchronous operation.
+class Request {
+ public:
+  Request() = default;
+  bool test();  // true when complete; rethrows the operation's Error
+  void wait();  // blocks until complete; rethrows the operation's Error
+  bool valid() const { return state_ != nullptr; }
+
+ private:
+  friend class Communicator;
+  struct State;
+  explicit Request(std::shared_ptr<State> s) : state_(std::move(s)) {}
+  std::shared_ptr<State> state_;
+};
+
+class Communicator {
+ public:
+  // Collective over `comm`; duplicates it (the caller's communicator is never used for traffic).
+  Communicator(MPI_Comm comm, const Options& options = {});
+  ~Communicator();
+  Communicator(const Communicator&) = delete;
+  Communicator& operator=(const Communicator&) = delete;
+
+  // recv may equal send (in place). count may be 0 and may exceed 2^31.
+  void allreduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op);
+  // Runs on the communicator's progress thread; the buffers must stay untouched until complete.
+  // Operations on one communicator complete in the order they were started.
+  Request allreduce_async(const void* send, void* recv, std::size_t count, DataType type,
+                          ReduceOp op);
+  // GPU path (Options::device_buffers): `stream` is a cudaStream_t. The copies wait for work
+  // already queued on it, and on return the stream waits for the result (enqueue semantics as
+  // with NCCL); the host side runs on the progress thread.
+  Request allreduce_async(const void* send, void* recv, std::size_t count, DataType type,
+                          ReduceOp op, void* stream);
+  // The result lands in recv on `root` only (recv is not touched elsewhere).
+  void reduce(const void* send, void* recv, std::size_t count, DataType type, ReduceOp op,
+              int root);
+  // buffer on `root` is copied to buffer on every rank.
+  void broadcast(void* buffer, std::size_t bytes, int root);
+
+  const StageTimes& last_stage_times() const;
+  const Layout& layout() const;
+  const Options& options() const;
+  // Host memory traffic per node for one allreduce of S bytes, in units of S (the paper's 24 S
+  // count, for this design and layout): see docs/hfreduce.md.
+  double memory_traffic_per_node() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hfreduce

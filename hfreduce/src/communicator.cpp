@@ -1,0 +1,535 @@
+// Communicator: node discovery, the shared segment, the per-rank step loop, fallback and async.
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <string>
+
+#include "copy/copy_stage.h"
+#include "hfreduce/hfreduce.h"
+#include "pipeline.h"
+#include "reduce_kernels.h"
+#include "slices.h"
+#include "transport/mpi_transport.h"
+
+namespace hfreduce {
+
+const char* name_of(Status s) {
+  switch (s) {
+    case Status::ok:
+      return "ok";
+    case Status::invalid_argument:
+      return "invalid_argument";
+    case Status::unsupported:
+      return "unsupported";
+    case Status::timeout:
+      return "timeout";
+    case Status::transport_error:
+      return "transport_error";
+    case Status::system_error:
+      return "system_error";
+  }
+  return "?";
+}
+
+struct Request::State {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool done = false;
+  std::exception_ptr error;
+};
+
+bool Request::test() {
+  if (!state_) return true;
+  std::lock_guard lock(state_->mutex);
+  if (state_->done && state_->error) std::rethrow_exception(state_->error);
+  return state_->done;
+}
+
+void Request::wait() {
+  if (!state_) return;
+  std::unique_lock lock(state_->mutex);
+  state_->cv.wait(lock, [this] { return state_->done; });
+  if (state_->error) std::rethrow_exception(state_->error);
+}
+
+namespace {
+
+MPI_Datatype native_mpi_type(DataType t) {
+  switch (t) {
+    case DataType::f32:
+      return MPI_FLOAT;
+    case DataType::f64:
+      return MPI_DOUBLE;
+    case DataType::i32:
+      return MPI_INT32_T;
+    case DataType::i64:
+      return MPI_INT64_T;
+    case DataType::u8:
+      return MPI_UINT8_T;
+    default:
+      return MPI_DATATYPE_NULL;
+  }
+}
+
+MPI_Op native_mpi_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::prod:
+      return MPI_PROD;
+    case ReduceOp::max:
+      return MPI_MAX;
+    case ReduceOp::min:
+      return MPI_MIN;
+    default:
+      return MPI_SUM;
+  }
+}
+
+std::size_t round_up(std::size_t v, std::size_t m) { return (v + m - 1) / m * m; }
+
+// Messages at least this large stream their copy-out (they do not fit the caches anyway).
+constexpr std::size_t kStreamingBytes = 4u << 20;
+
+}  // namespace
+
+struct Communicator::Impl {
+  Options options;
+  Layout layout;
+  MPI_Comm world = MPI_COMM_NULL;  // private duplicate: fallback traffic and set-up
+  MPI_Comm node_comm = MPI_COMM_NULL;
+  std::vector<int> node_of_rank, local_of_rank;
+  int thread_level = MPI_THREAD_SINGLE;
+  std::unique_ptr<node::SharedSegment> segment;
+  SegmentLayout seg;
+  std::unique_ptr<NetworkEngine> network;
+  std::unique_ptr<ThreadTeam> team;
+  std::unique_ptr<copy::CopyStage> copier;
+  std::uint32_t ticket = 0;  // chunks started so far (same on every rank of the node)
+  StageTimes times;
+  node::WaitStats waits;
+
+  std::mutex exec_mutex;  // one operation at a time on this communicator
+  // Async progress thread.
+  std::mutex queue_mutex;
+  std::condition_variable queue_cv;
+  std::deque<std::pair<OpDesc, std::shared_ptr<Request::State>>> queue;
+  bool queue_busy = false, stop = false;
+  std::thread progress;
+
+  Impl(MPI_Comm comm, const Options& opt);
+  ~Impl();
+  void execute(const OpDesc& op);
+  void run_pipeline(const OpDesc& op);
+  bool try_fallback(const OpDesc& op);
+  void progress_loop();
+  std::string where() const {
+    return "rank " + std::to_string(layout.rank) + " (node " + std::to_string(layout.node) +
+           ", local rank " + std::to_string(layout.local_rank) + ")";
+  }
+};
+
+Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
+  if (options.chunk_bytes < 4096 || options.chunk_bytes > (1ull << 30))
+    throw Error(Status::invalid_argument, "hfreduce: chunk_bytes " +
+                                              std::to_string(options.chunk_bytes) +
+                                              " is outside [4 KiB, 1 GiB]");
+  if (options.pipeline_depth < 2 || options.pipeline_depth > 64)
+    throw Error(Status::invalid_argument, "hfreduce: pipeline_depth " +
+                                              std::to_string(options.pipeline_depth) +
+                                              " is outside [2, 64]");
+  if (options.reduce_threads < 1 || options.reduce_threads > 256)
+    throw Error(Status::invalid_argument, "hfreduce: reduce_threads " +
+                                              std::to_string(options.reduce_threads) +
+                                              " is outside [1, 256]");
+  if (!(options.timeout_s > 0))
+    throw Error(Status::invalid_argument, "hfreduce: timeout_s must be positive");
+  if (options.ranks_per_node < 0)
+    throw Error(Status::invalid_argument, "hfreduce: ranks_per_node must be >= 0");
+
+  MPI_Query_thread(&thread_level);
+  MPI_Comm_dup(comm, &world);
+  MPI_Comm_rank(world, &layout.rank);
+  MPI_Comm_size(world, &layout.size);
+  if (options.ranks_per_node > 0)
+    MPI_Comm_split(world, layout.rank / options.ranks_per_node, layout.rank, &node_comm);
+  else
+    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, layout.rank, MPI_INFO_NULL, &node_comm);
+  MPI_Comm_rank(node_comm, &layout.local_rank);
+  MPI_Comm_size(node_comm, &layout.local_size);
+
+  MPI_Comm leaders = MPI_COMM_NULL;
+  MPI_Comm_split(world, layout.leader() ? 0 : MPI_UNDEFINED, layout.rank, &leaders);
+  if (layout.leader()) {
+    MPI_Comm_rank(leaders, &layout.node);
+    MPI_Comm_size(leaders, &layout.nnodes);
+  }
+  MPI_Bcast(&layout.node, 1, MPI_INT, 0, node_comm);
+  MPI_Bcast(&layout.nnodes, 1, MPI_INT, 0, node_comm);
+  node_of_rank.resize(layout.size);
+  local_of_rank.resize(layout.size);
+  MPI_Allgather(&layout.node, 1, MPI_INT, node_of_rank.data(), 1, MPI_INT, world);
+  MPI_Allgather(&layout.local_rank, 1, MPI_INT, local_of_rank.data(), 1, MPI_INT, world);
+
+  // The network thread calls MPI beside the caller's thread.
+  int ok = layout.nnodes == 1 || thread_level >= MPI_THREAD_MULTIPLE ? 1 : 0;
+  if (!ok) {
+    if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
+    MPI_Comm_free(&node_comm);
+    MPI_Comm_free(&world);
+    throw Error(Status::unsupported,
+                "hfreduce: several nodes need MPI_THREAD_MULTIPLE (the leader's network thread "
+                "calls MPI); initialise MPI with MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...)");
+  }
+
+  const std::size_t slot_bytes = round_up(options.chunk_bytes, 512);
+  const std::size_t bytes =
+      SegmentLayout::bytes_needed(layout.local_size, options.pipeline_depth, slot_bytes);
+  try {
+    segment = std::make_unique<node::SharedSegment>(node_comm, bytes);
+  } catch (...) {
+    if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
+    MPI_Comm_free(&node_comm);
+    MPI_Comm_free(&world);
+    throw;
+  }
+  seg =
+      SegmentLayout::carve(segment->data(), layout.local_size, options.pipeline_depth, slot_bytes);
+  if (layout.leader() && layout.nnodes > 1)
+    network = std::make_unique<NetworkEngine>(std::make_unique<transport::MpiTransport>(leaders),
+                                              seg, options, layout.size);
+  else if (leaders != MPI_COMM_NULL)
+    MPI_Comm_free(&leaders);
+  team = std::make_unique<ThreadTeam>(options.reduce_threads);
+  copier = copy::make_copy_stage(
+      options.device_buffers, options.cuda_device >= 0 ? options.cuda_device : layout.local_rank);
+  copier->register_host_memory(segment->data(), segment->size());
+  progress = std::thread([this] { progress_loop(); });
+}
+
+Communicator::Impl::~Impl() {
+  {
+    std::lock_guard lock(queue_mutex);
+    stop = true;
+  }
+  queue_cv.notify_all();
+  progress.join();
+  network.reset();
+  team.reset();
+  copier.reset();  // unpins the segment (cudaHostUnregister) while it is still mapped
+  segment.reset();
+  MPI_Comm_free(&node_comm);
+  MPI_Comm_free(&world);
+}
+
+void Communicator::Impl::progress_loop() {
+  while (true) {
+    std::pair<OpDesc, std::shared_ptr<Request::State>> item;
+    {
+      std::unique_lock lock(queue_mutex);
+      queue_cv.wait(lock, [this] { return stop || !queue.empty(); });
+      if (queue.empty()) return;  // stop requested and nothing left
+      item = queue.front();
+      queue.pop_front();
+      queue_busy = true;
+    }
+    std::exception_ptr err;
+    try {
+      execute(item.first);
+    } catch (...) {
+      err = std::current_exception();
+    }
+    {
+      std::lock_guard lock(item.second->mutex);
+      item.second->done = true;
+      item.second->error = err;
+    }
+    item.second->cv.notify_all();
+    {
+      std::lock_guard lock(queue_mutex);
+      queue_busy = false;
+    }
+    queue_cv.notify_all();
+  }
+}
+
+bool Communicator::Impl::try_fallback(const OpDesc& op) {
+  const std::size_t bytes = op.count * ffb::size_of(op.type);
+  const MPI_Datatype type = native_mpi_type(op.type);
+  if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes ||
+      type == MPI_DATATYPE_NULL || op.count > static_cast<std::size_t>(INT_MAX))
+    return false;
+  const void* send = op.send == op.recv ? MPI_IN_PLACE : op.send;
+  if (MPI_Allreduce(send, op.recv, static_cast<int>(op.count), type, native_mpi_op(op.op), world) !=
+      MPI_SUCCESS)
+    throw Error(Status::transport_error, "hfreduce: fallback MPI_Allreduce failed on " + where());
+  if (op.op == ReduceOp::avg && op.count > 0) {
+    const void* in[1] = {op.recv};
+    kernels::reduce(op.type, ReduceOp::avg, in, 1, op.recv, op.count, layout.size);
+  }
+  times.used_fallback = true;
+  return true;
+}
+
+void Communicator::Impl::execute(const OpDesc& op) {
+  std::lock_guard lock(exec_mutex);
+  times = StageTimes{};
+  waits = node::WaitStats{};
+  if (!kernels::supported(op.type, op.op))
+    throw Error(Status::invalid_argument, "hfreduce: unsupported type/op combination");
+  if ((op.kind != OpKind::allreduce) && (op.root < 0 || op.root >= layout.size))
+    throw Error(Status::invalid_argument,
+                "hfreduce: root " + std::to_string(op.root) + " is not a rank of the communicator");
+  if (op.count > 0 && ((op.send == nullptr && op.kind != OpKind::broadcast) || op.recv == nullptr))
+    throw Error(Status::invalid_argument, "hfreduce: null buffer with a non-zero count");
+  if (!options.device_buffers && try_fallback(op)) return;
+  if (op.ticket)
+    copier->begin_queued_op(op.stream, op.ticket.get());
+  else
+    copier->begin_op(op.stream);
+  try {
+    run_pipeline(op);
+  } catch (...) {
+    copier->end_op();
+    throw;
+  }
+  copier->end_op();
+  times.wait_us = waits.waited_us;
+}
+
+void Communicator::Impl::run_pipeline(const OpDesc& op) {
+  using clock = std::chrono::steady_clock;
+  const std::size_t es = ffb::size_of(op.type);
+  const std::size_t chunk_elems = seg.slot_bytes / es;
+  const std::size_t nchunks = (op.count + chunk_elems - 1) / chunk_elems;
+  const int L = layout.local_size, me = layout.local_rank, D = seg.depth;
+  const bool bcast = op.kind == OpKind::broadcast;
+  const int root_node = op.kind == OpKind::allreduce ? -1 : node_of_rank[op.root];
+  const int root_local = op.kind == OpKind::allreduce ? -1 : local_of_rank[op.root];
+  const bool is_root = op.kind != OpKind::allreduce && op.root == layout.rank;
+  const bool direct_own = copier->user_buffer_host_readable() && !bcast;
+  const bool multi = layout.nnodes > 1;
+  const ReduceOp intra_op = op.op == ReduceOp::avg && multi ? ReduceOp::sum : op.op;
+  const bool streaming = options.streaming_stores && op.count * es >= kStreamingBytes;
+  const bool copies_out = op.kind != OpKind::reduce || is_root;
+  const std::uint32_t first = ticket;
+  ticket += static_cast<std::uint32_t>(nchunks);
+  times.chunks = nchunks;
+  if (nchunks == 0) return;
+
+  if (network) {
+    NetworkEngine::Job job;
+    job.first_ticket = first;
+    job.nchunks = nchunks;
+    job.chunk_elems = chunk_elems;
+    job.count = op.count;
+    job.type = op.type;
+    job.op = op.op;
+    job.bitwise_or = bcast;
+    network->submit(job);
+  }
+  const node::Seconds timeout(options.timeout_s);
+  auto elapsed_us = [](clock::time_point t0) {
+    return std::chrono::duration<double, std::micro>(clock::now() - t0).count();
+  };
+  auto describe = [&](const std::string& what, std::size_t c) {
+    return [&, what, c] {
+      std::string msg = "hfreduce: " + where() + " timed out after " +
+                        std::to_string(options.timeout_s) + " s waiting for " + what +
+                        " of chunk " + std::to_string(c) + " of " + std::to_string(nchunks);
+      if (network && network->error()) {
+        try {
+          std::rethrow_exception(network->error());
+        } catch (const std::exception& e) {
+          msg += " (network: " + std::string(e.what()) + ")";
+        }
+      }
+      return msg;
+    };
+  };
+
+  struct ChunkInfo {
+    std::uint32_t ticket;
+    int slot;
+    std::size_t offset, n;
+  };
+  auto info = [&](std::size_t c) {
+    const std::uint32_t t = first + static_cast<std::uint32_t>(c) + 1u;
+    return ChunkInfo{t, static_cast<int>(t % static_cast<std::uint32_t>(D)), c * chunk_elems,
+                     std::min(chunk_elems, op.count - c * chunk_elems)};
+  };
+
+  auto copy_in = [&](std::size_t c) {
+    const auto ci = info(c);
+    for (int r = 0; r < L; ++r)  // the slot's previous chunk has been copied out everywhere
+      node::wait_reached(seg.used(r, ci.slot), ci.ticket - static_cast<std::uint32_t>(D), timeout,
+                         waits, describe("local rank " + std::to_string(r) + " to free a slot", c));
+    const auto t0 = clock::now();
+    const bool contributes = !bcast || is_root;
+    if (contributes) {
+      const auto* src = static_cast<const char*>(bcast ? op.recv : op.send) + ci.offset * es;
+      char* dst = seg.input_slot(me, ci.slot);
+      if (direct_own) {  // everything but the slice this rank reduces itself
+        const auto [b, e] = slice_range(ci.n, L, me);
+        copier->start_copy_in(dst, src, b * es);
+        copier->start_copy_in(dst + e * es, src + e * es, (ci.n - e) * es);
+      } else {
+        copier->start_copy_in(dst, src, ci.n * es);
+      }
+      copier->finish_copy_in();
+    }
+    node::publish(seg.input(me, ci.slot), ci.ticket);
+    times.copy_in_us += elapsed_us(t0);
+  };
+
+  auto reduce = [&](std::size_t c) {
+    const auto ci = info(c);
+    const auto [b, e] = slice_range(ci.n, L, me);
+    char* out = seg.reduced_slot(ci.slot) + b * es;
+    if (bcast) {
+      if (root_node == layout.node) {
+        node::wait_reached(seg.input(root_local, ci.slot), ci.ticket, timeout, waits,
+                           describe("the root's input", c));
+        const auto t0 = clock::now();
+        std::memcpy(out, seg.input_slot(root_local, ci.slot) + b * es, (e - b) * es);
+        times.intra_reduce_us += elapsed_us(t0);
+      } else {
+        std::memset(out, 0, (e - b) * es);  // OR-combined with the root node's data in the tree
+      }
+    } else {
+      std::vector<const void*> inputs(static_cast<std::size_t>(L));
+      for (int r = 0; r < L; ++r) {
+        if (r == me && direct_own) {
+          inputs[r] = static_cast<const char*>(op.send) + (ci.offset + b) * es;
+          continue;
+        }
+        node::wait_reached(seg.input(r, ci.slot), ci.ticket, timeout, waits,
+                           describe("local rank " + std::to_string(r) + "'s input", c));
+        inputs[r] = seg.input_slot(r, ci.slot) + b * es;
+      }
+      const auto t0 = clock::now();
+      const int parts = team->size();
+      const std::size_t n = e - b;
+      team->run([&](int part) {
+        const auto [pb, pe] = slice_range(n, parts, part);
+        if (pe == pb) return;
+        std::vector<const void*> in(inputs.size());
+        for (std::size_t i = 0; i < in.size(); ++i)
+          in[i] = static_cast<const char*>(inputs[i]) + pb * es;
+        kernels::reduce(op.type, intra_op, in.data(), L, out + pb * es, pe - pb, layout.size);
+      });
+      times.intra_reduce_us += elapsed_us(t0);
+    }
+    node::publish(seg.slice(me, ci.slot), ci.ticket);
+  };
+
+  auto copy_out = [&](std::size_t c) {
+    const auto ci = info(c);
+    if (multi) {
+      node::wait_reached(seg.global(ci.slot), ci.ticket, timeout, waits,
+                         describe("the inter-node result", c));
+    } else {
+      for (int r = 0; r < L; ++r)
+        node::wait_reached(seg.slice(r, ci.slot), ci.ticket, timeout, waits,
+                           describe("local rank " + std::to_string(r) + "'s reduced slice", c));
+    }
+    const auto t0 = clock::now();
+    if (copies_out) {
+      copier->copy_out(static_cast<char*>(op.recv) + ci.offset * es, seg.reduced_slot(ci.slot),
+                       ci.n * es, streaming);
+      copier->finish_copy_out();
+    }
+    node::publish(seg.used(me, ci.slot), ci.ticket);
+    times.copy_out_us += elapsed_us(t0);
+  };
+
+  // Copy-in of chunk k, reduce of chunk k-1 and copy-out of chunk k-lag in each step: every rank
+  // keeps several chunks in flight, so the stages overlap across ranks and with the network.
+  const std::size_t lag = static_cast<std::size_t>(std::min(D - 1, multi ? 3 : 2));
+  try {
+    for (std::size_t step = 0; step < nchunks + lag; ++step) {
+      if (step < nchunks) copy_in(step);
+      if (step >= 1 && step - 1 < nchunks) reduce(step - 1);
+      if (step >= lag && step - lag < nchunks) copy_out(step - lag);
+    }
+  } catch (...) {
+    if (network) {
+      try {
+        network->wait();
+      } catch (...) {
+      }
+    }
+    throw;
+  }
+  if (network) times.inter_node_us = network->wait();
+}
+
+// ---- public API ----
+
+Communicator::Communicator(MPI_Comm comm, const Options& options)
+    : impl_(std::make_unique<Impl>(comm, options)) {}
+
+Communicator::~Communicator() = default;
+
+void Communicator::allreduce(const void* send, void* recv, std::size_t count, DataType type,
+                             ReduceOp op) {
+  {  // wait for earlier asynchronous operations: operations complete in order
+    std::unique_lock lock(impl_->queue_mutex);
+    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
+  }
+  impl_->execute(OpDesc{OpKind::allreduce, send, recv, count, type, op, 0});
+}
+
+Request Communicator::allreduce_async(const void* send, void* recv, std::size_t count,
+                                      DataType type, ReduceOp op) {
+  return allreduce_async(send, recv, count, type, op, nullptr);
+}
+
+Request Communicator::allreduce_async(const void* send, void* recv, std::size_t count,
+                                      DataType type, ReduceOp op, void* stream) {
+  if (impl_->thread_level < MPI_THREAD_MULTIPLE)
+    throw Error(Status::unsupported,
+                "hfreduce: allreduce_async runs MPI on a progress thread and needs "
+                "MPI_THREAD_MULTIPLE");
+  auto state = std::make_shared<Request::State>();
+  OpDesc desc{OpKind::allreduce, send, recv, count, type, op, 0, stream, nullptr};
+  // GPU path: capture the stream's position now, on the caller's thread (NCCL semantics).
+  if (impl_->options.device_buffers) desc.ticket = impl_->copier->enqueue(stream);
+  {
+    std::lock_guard lock(impl_->queue_mutex);
+    impl_->queue.emplace_back(std::move(desc), state);
+  }
+  impl_->queue_cv.notify_all();
+  return Request(state);
+}
+
+void Communicator::reduce(const void* send, void* recv, std::size_t count, DataType type,
+                          ReduceOp op, int root) {
+  {
+    std::unique_lock lock(impl_->queue_mutex);
+    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
+  }
+  impl_->execute(OpDesc{OpKind::reduce, send, recv, count, type, op, root});
+}
+
+void Communicator::broadcast(void* buffer, std::size_t bytes, int root) {
+  {
+    std::unique_lock lock(impl_->queue_mutex);
+    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
+  }
+  impl_->execute(
+      OpDesc{OpKind::broadcast, buffer, buffer, bytes, DataType::u8, ReduceOp::max, root});
+}
+
+const StageTimes& Communicator::last_stage_times() const { return impl_->times; }
+const Layout& Communicator::layout() const { return impl_->layout; }
+const Options& Communicator::options() const { return impl_->options; }
+
+double Communicator::memory_traffic_per_node() const {
+  // In units of S, every access counted once (the paper's way): copy-in moves the L-1 foreign
+  // slices of each rank (read + write), the reduce reads L inputs and writes 1, copy-out reads and
+  // writes S per rank, and across nodes each leader receives, combines and forwards about 6 S.
+  const double L = impl_->layout.local_size;
+  const double inter = impl_->layout.nnodes > 1 ? 6.0 : 0.0;
+  return 2.0 * (L - 1.0) + (L + 1.0) + 2.0 * L + inter;
+}
+
+}  // namespace hfreduce

@@ -1,0 +1,209 @@
+// HFReduce library test under real mpirun: every type and op, counts from 0 to several chunks,
+// in-place and out-of-place, sync and async, reduce and broadcast, results bitwise equal across
+// ranks and across runs, two communicators alive at once, and (--big) more than 2^31 elements.
+// Node layouts come from --ranks-per-node. Exit status 0 only when every check passed.
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include "ffb/numeric.h"
+#include "ffb/validation.h"
+#include "hfreduce/hfreduce.h"
+
+namespace {
+
+struct Checks {
+  int passed = 0, failed = 0, rank = 0;
+  void expect(bool ok, const std::string& what) {
+    int local = ok ? 1 : 0, all = 0;
+    MPI_Allreduce(&local, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (all) {
+      ++passed;
+    } else {
+      ++failed;
+      if (rank == 0 || !ok) fmt::print(stderr, "rank {}: FAILED: {}\n", rank, what);
+    }
+  }
+};
+
+std::uint64_t fnv1a(const void* p, std::size_t n) {
+  std::uint64_t h = 1469598103934665603ull;
+  const auto* b = static_cast<const unsigned char*>(p);
+  for (std::size_t i = 0; i < n; ++i) h = (h ^ b[i]) * 1099511628211ull;
+  return h;
+}
+
+bool same_on_all_ranks(std::uint64_t h) {
+  std::uint64_t lo = h, hi = h;
+  MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_UINT64_T, MPI_MIN, MPI_COMM_WORLD);
+  MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_UINT64_T, MPI_MAX, MPI_COMM_WORLD);
+  return lo == hi;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int rpn = 0;
+  bool big = false;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--ranks-per-node" && i + 1 < argc) rpn = std::atoi(argv[++i]);
+    if (std::string(argv[i]) == "--big") big = true;
+  }
+  Checks checks;
+  checks.rank = rank;
+  int rc = 0;
+  try {
+    hfreduce::Options opt;
+    opt.chunk_bytes = 4096;  // many chunks from small messages
+    opt.pipeline_depth = 3;
+    opt.ranks_per_node = rpn;
+    opt.timeout_s = 60;
+    hfreduce::Communicator comm(MPI_COMM_WORLD, opt);
+    const auto& lay = comm.layout();
+    if (rank == 0)
+      fmt::print("# {} ranks, {} nodes (--ranks-per-node {}), chunk {} B\n", size, lay.nnodes, rpn,
+                 opt.chunk_bytes);
+
+    // 1. Exact results for every type and op, many counts, both placements, sync and async.
+    const std::vector<std::size_t> counts{0, 1, 7, 63, 64, 65, 1003, 4096 * 3 + 17};
+    for (auto t : ffb::kAllDataTypes) {
+      for (auto op : ffb::kAllReduceOps) {
+        const ffb::ExpectedResult expected(t, op, size);
+        for (auto count : counts) {
+          const std::size_t bytes = count * ffb::size_of(t);
+          for (int mode = 0; mode < 4; ++mode) {  // bit 0: in place, bit 1: async
+            const bool in_place = mode & 1, async = mode & 2;
+            std::vector<unsigned char> send(bytes + 1), recv(bytes + 1, 0xA5);
+            ffb::fill_pattern(in_place ? recv.data() : send.data(), t, op, size, rank, count);
+            if (async) {
+              auto req = comm.allreduce_async(in_place ? recv.data() : send.data(), recv.data(),
+                                              count, t, op);
+              req.wait();
+            } else {
+              comm.allreduce(in_place ? recv.data() : send.data(), recv.data(), count, t, op);
+            }
+            const auto wrong = expected.count_wrong(recv.data(), count);
+            checks.expect(wrong == 0, fmt::format("allreduce {} {} count {} {} {}: {} wrong",
+                                                  ffb::name_of(t), ffb::name_of(op), count,
+                                                  in_place ? "in-place" : "out-of-place",
+                                                  async ? "async" : "sync", wrong));
+          }
+        }
+      }
+    }
+
+    // 2. Random data: bitwise the same on every rank, and the same on a second run.
+    for (auto t : {ffb::DataType::f32, ffb::DataType::f16, ffb::DataType::bf16,
+                   ffb::DataType::f8e4m3, ffb::DataType::f64}) {
+      const std::size_t count = 4096 * 5 + 333;
+      std::vector<unsigned char> send(count * ffb::size_of(t)), a(send.size()), b(send.size());
+      std::mt19937_64 rng(1234 + rank);
+      std::normal_distribution<double> normal(0.0, 1.0);
+      for (std::size_t j = 0; j < count; ++j)
+        ffb::store_from_double(send.data(), t, j, normal(rng));
+      comm.allreduce(send.data(), a.data(), count, t, ffb::ReduceOp::sum);
+      comm.allreduce(send.data(), b.data(), count, t, ffb::ReduceOp::sum);
+      const auto ha = fnv1a(a.data(), a.size());
+      checks.expect(same_on_all_ranks(ha),
+                    fmt::format("{} sum bitwise equal across ranks", ffb::name_of(t)));
+      checks.expect(ha == fnv1a(b.data(), b.size()),
+                    fmt::format("{} sum bitwise equal across two runs", ffb::name_of(t)));
+    }
+
+    // 3. Several asynchronous operations in flight complete in order and correctly.
+    {
+      const std::size_t count = 20000;
+      const ffb::ExpectedResult expected(ffb::DataType::f32, ffb::ReduceOp::sum, size);
+      std::vector<std::vector<unsigned char>> bufs(4, std::vector<unsigned char>(count * 4));
+      std::vector<hfreduce::Request> reqs;
+      for (auto& buf : bufs) {
+        ffb::fill_pattern(buf.data(), ffb::DataType::f32, ffb::ReduceOp::sum, size, rank, count);
+        reqs.push_back(comm.allreduce_async(buf.data(), buf.data(), count, ffb::DataType::f32,
+                                            ffb::ReduceOp::sum));
+      }
+      for (auto& r : reqs) r.wait();
+      for (auto& buf : bufs)
+        checks.expect(expected.count_wrong(buf.data(), count) == 0, "queued async allreduce");
+    }
+
+    // 4. Reduce to a root and broadcast from a root, every root.
+    for (int root = 0; root < size; ++root) {
+      const std::size_t count = 9000;
+      const ffb::ExpectedResult expected(ffb::DataType::i32, ffb::ReduceOp::max, size);
+      std::vector<unsigned char> send(count * 4), recv(count * 4, 0);
+      ffb::fill_pattern(send.data(), ffb::DataType::i32, ffb::ReduceOp::max, size, rank, count);
+      comm.reduce(send.data(), recv.data(), count, ffb::DataType::i32, ffb::ReduceOp::max, root);
+      if (rank == root)
+        checks.expect(expected.count_wrong(recv.data(), count) == 0, "reduce at root");
+      else
+        checks.expect(std::all_of(recv.begin(), recv.end(), [](unsigned char c) { return c == 0; }),
+                      "reduce leaves non-root buffers untouched");
+      std::vector<unsigned char> data(12345);
+      for (std::size_t i = 0; i < data.size(); ++i)
+        data[i] = rank == root ? static_cast<unsigned char>(i * 7 + root) : 0xEE;
+      comm.broadcast(data.data(), data.size(), root);
+      bool ok = true;
+      for (std::size_t i = 0; i < data.size(); ++i)
+        ok = ok && data[i] == static_cast<unsigned char>(i * 7 + root);
+      checks.expect(ok, fmt::format("broadcast from root {}", root));
+    }
+
+    // 5. Two communicators alive at once, used alternately.
+    {
+      hfreduce::Options other = opt;
+      other.ranks_per_node = 0;
+      other.chunk_bytes = 8192;
+      hfreduce::Communicator second(MPI_COMM_WORLD, other);
+      const std::size_t count = 30000;
+      const ffb::ExpectedResult expected(ffb::DataType::f64, ffb::ReduceOp::sum, size);
+      for (int i = 0; i < 3; ++i) {
+        std::vector<unsigned char> x(count * 8), y(count * 8);
+        ffb::fill_pattern(x.data(), ffb::DataType::f64, ffb::ReduceOp::sum, size, rank, count);
+        ffb::fill_pattern(y.data(), ffb::DataType::f64, ffb::ReduceOp::sum, size, rank, count);
+        auto req = second.allreduce_async(y.data(), y.data(), count, ffb::DataType::f64,
+                                          ffb::ReduceOp::sum);
+        comm.allreduce(x.data(), x.data(), count, ffb::DataType::f64, ffb::ReduceOp::sum);
+        req.wait();
+        checks.expect(expected.count_wrong(x.data(), count) == 0 &&
+                          expected.count_wrong(y.data(), count) == 0,
+                      "two communicators at once");
+      }
+    }
+
+    // 6. More than 2^31 elements (uint8 sum), when asked for: sizes are size_t throughout.
+    if (big) {
+      hfreduce::Options large = opt;
+      large.chunk_bytes = 4u << 20;
+      hfreduce::Communicator bigcomm(MPI_COMM_WORLD, large);
+      const std::size_t count = (1ull << 31) + 4099;
+      std::vector<unsigned char> buf(count);
+      for (std::size_t j = 0; j < count; j += 4096) buf[j] = 1;
+      buf[count - 1] = static_cast<unsigned char>(rank + 1);
+      bigcomm.allreduce(buf.data(), buf.data(), count, ffb::DataType::u8, ffb::ReduceOp::sum);
+      bool ok = buf[count - 1] == static_cast<unsigned char>(size * (size + 1) / 2);
+      for (std::size_t j = 0; j < count - 1 && ok; j += 4096) ok = buf[j] == size;
+      checks.expect(ok, "allreduce of 2^31 + 4099 uint8 elements");
+    }
+  } catch (const hfreduce::Error& e) {
+    fmt::print(stderr, "rank {}: hfreduce error ({}): {}\n", rank, hfreduce::name_of(e.status()),
+               e.what());
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  if (rank == 0)
+    fmt::print("hfreduce_api_test: {} passed, {} failed\n", checks.passed, checks.failed);
+  rc = checks.failed == 0 ? 0 : 1;
+  MPI_Finalize();
+  return rc;
+}
