@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <sched.h>
 #include <string>
 
 #include "copy/copy_stage.h"
@@ -103,7 +104,8 @@ struct Communicator::Impl {
   std::unique_ptr<NetworkEngine> network;
   std::unique_ptr<ThreadTeam> team;
   std::unique_ptr<copy::CopyStage> copier;
-  std::uint32_t ticket = 0;  // chunks started so far (same on every rank of the node)
+  std::uint32_t ticket = 0;     // chunks started so far (same on every rank of the node)
+  node::WaitStats wait_policy;  // spin/yield budget, chosen once from ranks per core
   StageTimes times;
   node::WaitStats waits;
 
@@ -199,6 +201,15 @@ Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   else if (leaders != MPI_COMM_NULL)
     MPI_Comm_free(&leaders);
   team = std::make_unique<ThreadTeam>(options.reduce_threads);
+  // More local ranks (and reduce threads) than the cores this process may use: spinning would
+  // only delay the peer we wait for, so yield almost at once.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  const int ncpu = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+  if (layout.local_size * options.reduce_threads > ncpu) {
+    wait_policy.spins = 64;
+    wait_policy.yields = 64;
+  }
   copier = copy::make_copy_stage(
       options.device_buffers, options.cuda_device >= 0 ? options.cuda_device : layout.local_rank);
   copier->register_host_memory(segment->data(), segment->size());
@@ -272,7 +283,7 @@ bool Communicator::Impl::try_fallback(const OpDesc& op) {
 void Communicator::Impl::execute(const OpDesc& op) {
   std::lock_guard lock(exec_mutex);
   times = StageTimes{};
-  waits = node::WaitStats{};
+  waits = wait_policy;
   if (!kernels::supported(op.type, op.op))
     throw Error(Status::invalid_argument, "hfreduce: unsupported type/op combination");
   if ((op.kind != OpKind::allreduce) && (op.root < 0 || op.root >= layout.size))

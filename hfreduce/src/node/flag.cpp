@@ -31,8 +31,6 @@ long futex_wake(std::atomic<std::uint32_t>* addr) {
                  nullptr, 0);
 }
 
-constexpr int kSpins = 4000;          // ~ a few microseconds of pause loops
-constexpr int kYields = 16;           // then give the core away a few times
 constexpr long kSleepNs = 2'000'000;  // then sleep on the futex, re-checking the deadline
 
 }  // namespace
@@ -51,11 +49,11 @@ bool wait_reached_for(Flag& flag, std::uint32_t target, Seconds timeout, WaitSta
     stats.waited_us += std::chrono::duration<double, std::micro>(clock::now() - start).count();
     return true;
   };
-  for (int i = 0; i < kSpins; ++i) {
+  for (int i = 0; i < stats.spins; ++i) {
     if (reached(flag.value.load(std::memory_order_acquire), target)) return done();
     HFREDUCE_PAUSE();
   }
-  for (int i = 0; i < kYields; ++i) {
+  for (int i = 0; i < stats.yields; ++i) {
     if (reached(flag.value.load(std::memory_order_acquire), target)) return done();
     sched_yield();
   }

@@ -24,8 +24,12 @@ static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "flags must be lo
 // Stores v (release + full fence) and wakes sleepers if there are any.
 void publish(Flag& flag, std::uint32_t v);
 
+// How a rank waits, and how long it has waited. With more local ranks than cores, spinning only
+// steals the core from the rank being waited for: spin little and yield instead.
 struct WaitStats {
   double waited_us = 0;
+  int spins = 4000;  // pause-loop iterations before yielding (a few microseconds)
+  int yields = 16;   // sched_yield calls before sleeping on the futex
 };
 
 using Seconds = std::chrono::duration<double>;
