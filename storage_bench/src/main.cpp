@@ -1,0 +1,250 @@
+// storage_bench: MPI-parallel storage loads shaped like AI training, checkpointing and KV caching.
+// See docs/storage_bench.md.
+#include <algorithm>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include "context.h"
+#include "engine.h"
+#include "ffb/error.h"
+#include "ffb/mpi_env.h"
+#include "ffb/sizes.h"
+#include "fsutil.h"
+#include "options.h"
+#include "report.h"
+#include "sync.h"
+#include "workloads/common.h"
+
+namespace {
+
+using namespace sb;
+
+// Memory bandwidth of each node, STREAM copy convention (bytes read + bytes written per second):
+// every rank copies 128 MiB at the same moment (a barrier before each of 3 tries, best kept) and
+// the ranks of a node add up. A read from the page cache moves each byte once from memory into a
+// (cache-resident) user buffer, so no honest read can beat this.
+std::vector<double> node_memory_bandwidth(MPI_Comm comm, const ffb::Topology& topo, double given) {
+  std::vector<double> per_node(static_cast<std::size_t>(topo.nnodes()), given);
+  if (given > 0) return per_node;
+  constexpr std::size_t kBytes = 128ull << 20;
+  AlignedBuffer a(kBytes, 4096), b(kBytes, 4096);
+  std::memset(a.data(), 1, kBytes);
+  double mine = 0.0;
+  for (int i = 0; i < 3; ++i) {
+    MPI_Barrier(comm);
+    const double t0 = now_s();
+    std::memcpy(b.data(), a.data(), kBytes);
+    const double dt = now_s() - t0;
+    if (dt > 0) mine = std::max(mine, 2.0 * static_cast<double>(kBytes) / dt / 1e9);
+  }
+  std::vector<double> all(static_cast<std::size_t>(topo.size));
+  MPI_Allgather(&mine, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm);
+  std::fill(per_node.begin(), per_node.end(), 0.0);
+  for (int r = 0; r < topo.size; ++r)
+    per_node[static_cast<std::size_t>(topo.node_of_rank[static_cast<std::size_t>(r)])] +=
+        all[static_cast<std::size_t>(r)];
+  return per_node;
+}
+
+int exit_code_of(FailKind k) {
+  switch (k) {
+    case FailKind::usage:
+      return ffb::kExitUsage;
+    case FailKind::interrupted:
+      return 128 + (stop_signal() ? stop_signal() : SIGINT);
+    default:
+      return ffb::kExitFailure;
+  }
+}
+
+void bcast_fs_dio(MPI_Comm comm, FsInfo& fs) {
+  std::uint32_t v[3] = {fs.dio_mem_align, fs.dio_offset_align, fs.dio_supported ? 1u : 0u};
+  MPI_Bcast(v, 3, MPI_UINT32_T, 0, comm);
+  fs.dio_mem_align = v[0];
+  fs.dio_offset_align = v[1];
+  fs.dio_supported = v[2] != 0;
+  int len = static_cast<int>(fs.dio_error.size());
+  MPI_Bcast(&len, 1, MPI_INT, 0, comm);
+  fs.dio_error.resize(static_cast<std::size_t>(len));
+  MPI_Bcast(fs.dio_error.data(), len, MPI_CHAR, 0, comm);
+}
+
+int run(int argc, char** argv, int rank) {
+  MPI_Comm comm = MPI_COMM_WORLD;
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+
+  std::optional<Options> parsed;
+  try {
+    parsed = parse_options(argc, argv, rank == 0);
+  } catch (const ffb::UsageError& e) {
+    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", e.what());
+    return ffb::kExitUsage;
+  }
+  if (!parsed) return ffb::kExitOk;
+  const Options& opt = *parsed;
+  const auto& c = opt.common;
+
+  try {
+    agree(comm, [&] { ffb::check_launcher(comm); });
+    const ffb::Topology topo = ffb::discover_topology(comm);
+    agree(comm, [&] { check_user_dir(c.dir); });
+    FsInfo fs = probe_fs(c.dir);
+
+    // Free space: refuse a plan that cannot fit (the margin keeps the file system usable).
+    agree(comm, [&] {
+      if (rank != 0 || c.ignore_free_space) return;
+      const std::uint64_t planned = planned_bytes(opt, size);
+      const auto margin =
+          static_cast<std::uint64_t>(c.space_margin * static_cast<double>(fs.total_bytes));
+      const std::uint64_t usable = fs.free_bytes > margin ? fs.free_bytes - margin : 0;
+      if (planned > usable)
+        throw ffb::UsageError(fmt::format(
+            "planned write volume {} ({} over {} ranks) does not fit in {} ({} on {}): {} free "
+            "minus a "
+            "{:.0f}% margin leaves {}; make the run smaller, free space, or lower --space-margin",
+            ffb::format_size(planned), name_of(opt.workload), size, c.dir, fs.fs_type, fs.device,
+            ffb::format_size(fs.free_bytes), c.space_margin * 100, ffb::format_size(usable)));
+    });
+
+    Workspace ws(comm, c.dir, c.job_name, c.keep);
+    std::unique_ptr<Engine> engine;
+    std::vector<double> mem;
+    Report report(rank, c.per_rank);
+    int status = ffb::kExitOk;
+    std::string failure;
+    FailKind fail_kind = FailKind::none;
+    try {
+      agree(comm, [&] {
+        if (rank == 0) probe_direct_io(ws.root(), fs);
+      });
+      bcast_fs_dio(comm, fs);
+      if (c.odirect && !fs.dio_supported)
+        throw RunFailure(
+            FailKind::usage,
+            fmt::format("--odirect: the file system at {} ({}) refuses O_DIRECT ({}); drop "
+                        "--odirect or use a directory on a file system that supports it",
+                        fs.path, fs.fs_type, fs.dio_error));
+      agree(comm, [&] { engine = make_engine(c.engine, c.qd, c.submit_batch); });
+      mem = node_memory_bandwidth(comm, topo, c.mem_bw_gbps);
+      int shift = c.shift >= 0                  ? c.shift
+                  : topo.ranks_per_node.empty() ? 0
+                                                : topo.ranks_per_node.front();
+      shift %= size;
+
+      Ctx ctx{opt, comm, rank, size, topo, ws, fs, *engine, dio_alignment(fs), shift, mem, report};
+      std::string hosts = topo.hosts.empty() ? "" : topo.hosts.front();
+      if (topo.nnodes() > 1) hosts += fmt::format(" .. {}", topo.hosts.back());
+      report.preamble(
+          ctx,
+          {fmt::format("storage_bench {}: {} rank(s) on {} node(s) [{}], ranks per node {}",
+                       name_of(opt.workload), size, topo.nnodes(), hosts,
+                       topo.ranks_per_node_text()),
+           fmt::format("engine {} qd {}, {}{}{}{}, repetitions {}, seed {}", name_of(c.engine),
+                       c.qd, c.odirect ? "O_DIRECT" : "buffered", c.fsync ? ", fsync" : "",
+                       c.verify ? ", verify" : "", c.drop_cache ? ", drop-cache" : "",
+                       c.repetitions, c.seed),
+           fmt::format("dir {}: {} on {} at {} ({}); {} free of {}", fs.path, fs.fs_type, fs.device,
+                       fs.mount_point, fs.mount_options, ffb::format_size(fs.free_bytes),
+                       ffb::format_size(fs.total_bytes)),
+           fmt::format("page cache {} of {} memory; direct I/O {} (statx alignment: memory {} B, "
+                       "offset {} B)",
+                       ffb::format_size(fs.page_cache_bytes), ffb::format_size(fs.mem_total_bytes),
+                       fs.dio_supported ? "supported" : "refused: " + fs.dio_error,
+                       fs.dio_mem_align, fs.dio_offset_align),
+           fmt::format("job directory {}", ws.path().string()),
+           fmt::format("memory bandwidth per node (STREAM copy) {:.1f} GB/s ({}): reads faster "
+                       "than this are flagged SUSPECT",
+                       mem.empty() ? 0.0 : *std::min_element(mem.begin(), mem.end()),
+                       c.mem_bw_gbps > 0 ? "given" : "measured"),
+           "GB = 1e9 B; GB/s = bytes / (last close - first open) over all ranks (IOR); GB/s-data: "
+           "first submit to last completion; first-done: all ranks' work when the fastest rank "
+           "finished"});
+
+      // Inside agree(): a usage error a workload finds (e.g. an O_DIRECT alignment) ends the run
+      // on every rank with one message, like any other failure.
+      agree(comm, [&] {
+        switch (opt.workload) {
+          case Workload::seq:
+            run_seq(ctx);
+            break;
+          case Workload::loader:
+            run_loader(ctx);
+            break;
+          case Workload::checkpoint:
+            run_checkpoint(ctx);
+            break;
+          case Workload::kvcache:
+            run_kvcache(ctx);
+            break;
+          case Workload::meta:
+            run_meta(ctx);
+            break;
+        }
+      });
+      report.summary();
+      if (report.verify_errors() > 0) status = ffb::kExitFailure;
+      if (!c.output.empty())
+        agree(comm,
+              [&] { report.write_hdf5(ctx, status == ffb::kExitOk ? "complete" : "failed", {}); });
+    } catch (const RunFailure& f) {
+      fail_kind = f.kind();
+      failure = f.what();
+      status = exit_code_of(f.kind());
+    }
+    // Cleanup on every path, collectively (all ranks agreed on the outcome above).
+    std::uint64_t removed = ws.finish(), removed_all = 0;
+    MPI_Reduce(&removed, &removed_all, 1, MPI_UINT64_T, MPI_SUM, 0, comm);
+    if (rank == 0) {
+      if (fail_kind == FailKind::usage) {
+        std::fprintf(stderr, "storage_bench: %s\n", failure.c_str());
+      } else if (fail_kind != FailKind::none) {
+        const char* what = fail_kind == FailKind::out_of_space  ? "out of space: "
+                           : fail_kind == FailKind::interrupted ? ""
+                                                                : "";
+        std::fprintf(stderr, "storage_bench: %s%s; %s\n", what, failure.c_str(),
+                     c.keep ? fmt::format("kept {} (--keep)", ws.path().string()).c_str()
+                            : fmt::format("removed the {} file(s) this run wrote and its directory",
+                                          removed_all)
+                                  .c_str());
+      } else if (c.keep) {
+        std::printf("# kept %s (--keep)\n", ws.path().c_str());
+      } else {
+        std::printf("# cleaned up: removed %llu file(s) and %s\n",
+                    static_cast<unsigned long long>(removed_all), ws.path().c_str());
+      }
+    }
+    return status;
+  } catch (const RunFailure& f) {
+    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", f.what());
+    return exit_code_of(f.kind());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rc = 0;
+  try {
+    ffb::MpiSession mpi(argc, argv, MPI_THREAD_FUNNELED);
+    sb::install_stop_handlers();
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    rc = run(argc, argv, rank);
+  } catch (const ffb::UsageError& e) {
+    std::fprintf(stderr, "storage_bench: %s\n", e.what());
+    rc = ffb::kExitUsage;
+  } catch (const std::exception& e) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    std::fprintf(stderr, "storage_bench (%s, pid %d): %s\n", host, static_cast<int>(getpid()),
+                 e.what());
+    rc = ffb::kExitFailure;
+  }
+  return rc;
+}

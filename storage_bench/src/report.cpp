@@ -1,0 +1,374 @@
+#include "report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <limits>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "context.h"
+#include "ffb/provenance.h"
+#include "ffb/results.h"
+#include "ffb/sizes.h"
+#include "ffb/stats.h"
+
+namespace sb {
+
+namespace {
+
+std::string rate_text(const PhaseResult& r, bool first) {
+  if (r.spec.work_in_bytes)
+    return fmt::format("{:.3f}", first ? r.gbps_first_done : r.gbps_last_done);
+  return fmt::format("{:.0f}op/s", first ? r.ops_first_done : r.iops);
+}
+
+std::string cached_text(double f) { return f < 0 ? "-" : fmt::format("{:.0f}%", f * 100.0); }
+
+// Columns are built in a deque (stable references while adding) and moved into the table at the
+// end: ffb::Table keeps its columns in a vector, so references from add_*() do not survive the next
+// add.
+struct TableBuilder {
+  std::string name;
+  std::deque<ffb::Column> cols;
+  std::vector<double>& add_f64(const std::string& n, const std::string& units) {
+    cols.push_back(ffb::Column{n, units, std::vector<double>{}, 1});
+    return std::get<std::vector<double>>(cols.back().data);
+  }
+  std::vector<std::int64_t>& add_i64(const std::string& n, const std::string& units) {
+    cols.push_back(ffb::Column{n, units, std::vector<std::int64_t>{}, 1});
+    return std::get<std::vector<std::int64_t>>(cols.back().data);
+  }
+  std::vector<std::string>& add_str(const std::string& n) {
+    cols.push_back(ffb::Column{n, "1", std::vector<std::string>{}, 1});
+    return std::get<std::vector<std::string>>(cols.back().data);
+  }
+  ffb::Table done() {
+    ffb::Table t;
+    t.name = name;
+    for (auto& c : cols) t.columns.push_back(std::move(c));
+    return t;
+  }
+};
+
+std::string short_size(std::uint64_t b) {
+  std::string s = ffb::format_size(b);
+  return s;
+}
+
+}  // namespace
+
+std::string Report::header_line() {
+  return fmt::format(
+      "{:<18} {:>3} {:>5} {:>12} {:>9} {:>9} {:>10} {:>11} {:>11} {:>10} {:>9} {:>9} {:>9} {:>6}  "
+      "{}",
+      "# phase", "rep", "ranks", "bytes", "time(s)", "GB/s", "GB/s-data", "first-done", "last-done",
+      "ops/s", "p50(us)", "p99(us)", "p99.9(us)", "cached", "slowest rank");
+}
+
+std::string Report::row_of(const PhaseResult& r) {
+  const OpSummary* m = r.op_summaries.empty() ? nullptr : &r.op_summaries.front();
+  std::string flags;
+  if (r.stonewalled) flags += " stonewall";
+  if (r.suspect) flags += " SUSPECT";
+  if (r.verify_errors) flags += fmt::format(" VERIFY-ERRORS={}", r.verify_errors);
+  return fmt::format(
+      "  {:<16} {:>3} {:>5} {:>12} {:>9.4f} {:>9.3f} {:>10.3f} {:>11} {:>11} {:>10.0f} {:>9.1f} "
+      "{:>9.1f} {:>9.1f} {:>6}  {} ({}){}",
+      r.spec.phase, r.spec.rep, r.active_ranks, short_size(r.bytes), r.time_ior, r.gbps_ior,
+      r.gbps_data, rate_text(r, true), rate_text(r, false), r.iops, m ? m->p50_us : 0.0,
+      m ? m->p99_us : 0.0, m ? m->p999_us : 0.0, cached_text(r.cache_resident), r.slowest_rank,
+      r.slowest_host, flags);
+}
+
+void Report::preamble(const Ctx& ctx, const std::vector<std::string>& lines) {
+  if (rank_ != 0) return;
+  (void)ctx;
+  for (const auto& l : lines) std::printf("# %s\n", l.c_str());
+  std::fflush(stdout);
+}
+
+void Report::note(const std::string& line) {
+  if (rank_ != 0) return;
+  notes_.push_back(line);
+  std::printf("# %s\n", line.c_str());
+  std::fflush(stdout);
+}
+
+void Report::add(PhaseResult r) {
+  verify_errors_ += r.verify_errors;
+  if (rank_ != 0) return;
+  if (!header_printed_) {
+    std::printf("%s\n", header_line().c_str());
+    header_printed_ = true;
+  }
+  std::printf("%s\n", row_of(r).c_str());
+  // Extra rows for phases with several operation types (kvcache: read, write, delete).
+  std::size_t used = 0;
+  for (const auto& s : r.op_summaries) used += s.ops > 0 ? 1 : 0;
+  if (used > 1 || (r.op_summaries.size() > 1 && r.op_summaries.front().ops == 0)) {
+    for (const auto& s : r.op_summaries) {
+      if (s.ops == 0) continue;
+      std::printf("%s\n", fmt::format("    {:<14} {:>3} {:>5} {:>12} {:>9} {:>9.3f} {:>10} {:>11} "
+                                      "{:>11} {:>10.0f} {:>9.1f} {:>9.1f} {:>9.1f}",
+                                      "." + s.op, r.spec.rep, "", short_size(s.bytes), "", s.gbps,
+                                      "", "", "", s.iops, s.p50_us, s.p99_us, s.p999_us)
+                              .c_str());
+    }
+  }
+  if (per_rank_)
+    for (const auto& rr : r.ranks)
+      std::printf(
+          "%s\n",
+          fmt::format("    rank {:<5} {:<16} {:>12} open {:.4f} first {:.4f} last {:.4f} close "
+                      "{:.4f} s  {:.3f} GB/s  p50 {:.1f} us  p99 {:.1f} us{}",
+                      rr.rank, rr.host, short_size(rr.bytes), rr.t_open, rr.t_first, rr.t_last,
+                      rr.t_close, rr.gbps, rr.p50_us, rr.p99_us, rr.active ? "" : "  (inactive)")
+              .c_str());
+  for (const auto& m : r.metrics)
+    std::printf("    %-30s %14.4f %s\n", (r.spec.phase + "." + m.name).c_str(), m.value,
+                m.units.c_str());
+  if (r.suspect) std::printf("# SUSPECT %s: %s\n", r.spec.phase.c_str(), r.suspect_why.c_str());
+  if (r.verify_errors)
+    std::printf("# VERIFY %s: %llu bad block(s); first: %s\n", r.spec.phase.c_str(),
+                static_cast<unsigned long long>(r.verify_errors), r.verify_first.c_str());
+  std::fflush(stdout);
+  phases_.push_back(std::move(r));
+}
+
+void Report::summary() {
+  if (rank_ != 0) return;
+  // Over repetitions, per phase name: the bandwidth statistics IOR prints.
+  std::map<std::string, std::vector<double>> bw, ops;
+  std::vector<std::string> order;
+  int max_rep = 0;
+  for (const auto& p : phases_) {
+    if (!bw.count(p.spec.phase)) order.push_back(p.spec.phase);
+    bw[p.spec.phase].push_back(p.spec.work_in_bytes ? p.gbps_ior : 0.0);
+    ops[p.spec.phase].push_back(p.iops);
+    max_rep = std::max(max_rep, p.spec.rep);
+  }
+  if (max_rep > 0) {
+    std::printf("# summary over repetitions (GB/s: IOR semantics; ops/s)\n");
+    std::printf("%-18s %6s %10s %10s %10s %10s %12s %12s\n", "# phase", "reps", "GB/s-max",
+                "GB/s-min", "GB/s-mean", "GB/s-p50", "ops/s-mean", "ops/s-p50");
+    for (const auto& name : order) {
+      const auto sb = ffb::summarize(bw[name]);
+      const auto so = ffb::summarize(ops[name]);
+      std::printf("  %-16s %6zu %10.3f %10.3f %10.3f %10.3f %12.0f %12.0f\n", name.c_str(), sb.n,
+                  sb.max, sb.min, sb.mean, sb.p50, so.mean, so.p50);
+    }
+  }
+  std::printf("# verify: %s\n", verify_errors_
+                                    ? fmt::format("{} bad block(s): FAILED", verify_errors_).c_str()
+                                    : "0 errors");
+  std::fflush(stdout);
+}
+
+void Report::write_hdf5(const Ctx& ctx, const std::string& status,
+                        const std::vector<std::string>& extra_notes) {
+  const auto& o = ctx.opt;
+  ffb::RunRecord run;
+  ffb::add_provenance(run, ctx.comm, ctx.topo, "storage_bench", "storage", o.argv);
+  if (rank_ != 0) return;
+  auto& a = run.attrs;
+  a["label"] = o.common.label;
+  a["options"] = o.to_json().dump();
+  a["status"] = status;
+  a["workload"] = std::string(name_of(o.workload));
+  a["engine"] = std::string(name_of(o.common.engine));
+  a["qd"] = static_cast<std::int64_t>(o.common.qd);
+  a["odirect"] = static_cast<std::int64_t>(o.common.odirect);
+  a["dir"] = ctx.fs.path;
+  a["job_dir"] = ctx.ws.path().string();
+  a["fs_type"] = ctx.fs.fs_type;
+  a["fs_magic"] = ctx.fs.fs_magic;
+  a["mount_point"] = ctx.fs.mount_point;
+  a["mount_options"] = ctx.fs.mount_options;
+  a["device"] = ctx.fs.device;
+  a["fs_total_bytes"] = static_cast<std::int64_t>(ctx.fs.total_bytes);
+  a["fs_free_bytes"] = static_cast<std::int64_t>(ctx.fs.free_bytes);
+  a["page_cache_bytes"] = static_cast<std::int64_t>(ctx.fs.page_cache_bytes);
+  a["mem_total_bytes"] = static_cast<std::int64_t>(ctx.fs.mem_total_bytes);
+  a["dio_mem_align"] = static_cast<std::int64_t>(ctx.fs.dio_mem_align);
+  a["dio_offset_align"] = static_cast<std::int64_t>(ctx.fs.dio_offset_align);
+  a["dio_supported"] = static_cast<std::int64_t>(ctx.fs.dio_supported);
+  a["read_shift"] = static_cast<std::int64_t>(ctx.shift);
+  double mem = ctx.node_mem_gbps.empty()
+                   ? 0.0
+                   : *std::min_element(ctx.node_mem_gbps.begin(), ctx.node_mem_gbps.end());
+  a["node_mem_bw_gbps"] = mem;
+  a["verify_errors"] = static_cast<std::int64_t>(verify_errors_);
+  a["histogram_max_relative_error"] = ffb::LogLinearHistogram::max_relative_error();
+  std::vector<std::string> notes = notes_;
+  notes.insert(notes.end(), extra_notes.begin(), extra_notes.end());
+  a["notes"] = notes;
+
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  TableBuilder ph{"storage_phases", {}};
+  {
+    auto& workload = ph.add_str("workload");
+    auto& phase = ph.add_str("phase");
+    auto& rep = ph.add_i64("rep", "1");
+    auto& ranks = ph.add_i64("ranks", "count");
+    auto& bytes = ph.add_i64("bytes", "B");
+    auto& opsc = ph.add_i64("ops", "count");
+    auto& t_ior = ph.add_f64("time", "s");
+    auto& t_data = ph.add_f64("time_data", "s");
+    auto& t_first = ph.add_f64("time_first_done", "s");
+    auto& bw = ph.add_f64("bw", "GB/s");
+    auto& bw_data = ph.add_f64("bw_data", "GB/s");
+    auto& bw_first = ph.add_f64("bw_first_done", "GB/s");
+    auto& bw_last = ph.add_f64("bw_last_done", "GB/s");
+    auto& iops = ph.add_f64("ops_rate", "ops/s");
+    auto& iops_first = ph.add_f64("ops_rate_first_done", "ops/s");
+    auto& main_op = ph.add_str("main_op");
+    auto& l_mean = ph.add_f64("lat_mean", "us");
+    auto& l50 = ph.add_f64("lat_p50", "us");
+    auto& l99 = ph.add_f64("lat_p99", "us");
+    auto& l999 = ph.add_f64("lat_p999", "us");
+    auto& lmax = ph.add_f64("lat_max", "us");
+    auto& cached = ph.add_f64("cache_resident", "1");
+    auto& suspect = ph.add_i64("suspect", "1");
+    auto& verr = ph.add_i64("verify_errors", "count");
+    auto& sw = ph.add_i64("stonewalled", "1");
+    auto& slow_r = ph.add_i64("slowest_rank", "1");
+    auto& slow_h = ph.add_str("slowest_host");
+    for (const auto& p : phases_) {
+      workload.push_back(p.spec.workload);
+      phase.push_back(p.spec.phase);
+      rep.push_back(p.spec.rep);
+      ranks.push_back(p.active_ranks);
+      bytes.push_back(static_cast<std::int64_t>(p.bytes));
+      opsc.push_back(static_cast<std::int64_t>(p.ops));
+      t_ior.push_back(p.time_ior);
+      t_data.push_back(p.time_data);
+      t_first.push_back(p.time_first_done);
+      bw.push_back(p.gbps_ior);
+      bw_data.push_back(p.gbps_data);
+      bw_first.push_back(p.spec.work_in_bytes ? p.gbps_first_done : nan);
+      bw_last.push_back(p.gbps_last_done);
+      iops.push_back(p.iops);
+      iops_first.push_back(p.spec.work_in_bytes ? nan : p.ops_first_done);
+      const OpSummary* m = p.op_summaries.empty() ? nullptr : &p.op_summaries.front();
+      main_op.push_back(m ? m->op : "");
+      l_mean.push_back(m ? m->mean_us : nan);
+      l50.push_back(m ? m->p50_us : nan);
+      l99.push_back(m ? m->p99_us : nan);
+      l999.push_back(m ? m->p999_us : nan);
+      lmax.push_back(m ? m->max_us : nan);
+      cached.push_back(p.cache_resident < 0 ? nan : p.cache_resident);
+      suspect.push_back(p.suspect);
+      verr.push_back(static_cast<std::int64_t>(p.verify_errors));
+      sw.push_back(p.stonewalled);
+      slow_r.push_back(p.slowest_rank);
+      slow_h.push_back(p.slowest_host);
+    }
+  }
+  TableBuilder opt{"storage_ops", {}};
+  {
+    auto& pi = opt.add_i64("phase_index", "1");
+    auto& op = opt.add_str("op");
+    auto& n = opt.add_i64("ops", "count");
+    auto& b = opt.add_i64("bytes", "B");
+    auto& bw = opt.add_f64("bw", "GB/s");
+    auto& rate = opt.add_f64("ops_rate", "ops/s");
+    auto& lm = opt.add_f64("lat_mean", "us");
+    auto& l50 = opt.add_f64("lat_p50", "us");
+    auto& l99 = opt.add_f64("lat_p99", "us");
+    auto& l999 = opt.add_f64("lat_p999", "us");
+    auto& lmax = opt.add_f64("lat_max", "us");
+    for (std::size_t i = 0; i < phases_.size(); ++i)
+      for (const auto& s : phases_[i].op_summaries) {
+        pi.push_back(static_cast<std::int64_t>(i));
+        op.push_back(s.op);
+        n.push_back(static_cast<std::int64_t>(s.ops));
+        b.push_back(static_cast<std::int64_t>(s.bytes));
+        bw.push_back(s.gbps);
+        rate.push_back(s.iops);
+        lm.push_back(s.mean_us);
+        l50.push_back(s.p50_us);
+        l99.push_back(s.p99_us);
+        l999.push_back(s.p999_us);
+        lmax.push_back(s.max_us);
+      }
+  }
+  TableBuilder rk{"storage_ranks", {}};
+  {
+    auto& pi = rk.add_i64("phase_index", "1");
+    auto& r = rk.add_i64("rank", "1");
+    auto& h = rk.add_str("host");
+    auto& act = rk.add_i64("active", "1");
+    auto& to = rk.add_f64("t_open", "s");
+    auto& tf = rk.add_f64("t_first", "s");
+    auto& tl = rk.add_f64("t_last", "s");
+    auto& tc = rk.add_f64("t_close", "s");
+    auto& b = rk.add_i64("bytes", "B");
+    auto& n = rk.add_i64("ops", "count");
+    auto& bw = rk.add_f64("bw", "GB/s");
+    auto& l50 = rk.add_f64("lat_p50", "us");
+    auto& l99 = rk.add_f64("lat_p99", "us");
+    for (std::size_t i = 0; i < phases_.size(); ++i)
+      for (const auto& row : phases_[i].ranks) {
+        pi.push_back(static_cast<std::int64_t>(i));
+        r.push_back(row.rank);
+        h.push_back(row.host);
+        act.push_back(row.active);
+        to.push_back(row.t_open);
+        tf.push_back(row.t_first);
+        tl.push_back(row.t_last);
+        tc.push_back(row.t_close);
+        b.push_back(static_cast<std::int64_t>(row.bytes));
+        n.push_back(static_cast<std::int64_t>(row.ops));
+        bw.push_back(row.gbps);
+        l50.push_back(row.p50_us);
+        l99.push_back(row.p99_us);
+      }
+  }
+  TableBuilder lat{"storage_latency", {}};
+  {
+    auto& pi = lat.add_i64("phase_index", "1");
+    auto& op = lat.add_str("op");
+    auto& lo = lat.add_i64("bucket_low", "ns");
+    auto& hi = lat.add_i64("bucket_high", "ns");
+    auto& cnt = lat.add_i64("count", "count");
+    for (std::size_t i = 0; i < phases_.size(); ++i)
+      for (const auto& s : phases_[i].op_summaries) {
+        const auto& c = s.hist.counts();
+        for (std::size_t b = 0; b < c.size(); ++b) {
+          if (!c[b]) continue;
+          pi.push_back(static_cast<std::int64_t>(i));
+          op.push_back(s.op);
+          lo.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_low(b)));
+          hi.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_high(b)));
+          cnt.push_back(static_cast<std::int64_t>(c[b]));
+        }
+      }
+  }
+  TableBuilder met{"storage_metrics", {}};
+  {
+    auto& pi = met.add_i64("phase_index", "1");
+    auto& name = met.add_str("name");
+    auto& value = met.add_f64("value", "see units column");
+    auto& units = met.add_str("units");
+    for (std::size_t i = 0; i < phases_.size(); ++i)
+      for (const auto& m : phases_[i].metrics) {
+        pi.push_back(static_cast<std::int64_t>(i));
+        name.push_back(m.name);
+        value.push_back(m.value);
+        units.push_back(m.units);
+      }
+  }
+  run.tables.push_back(ph.done());
+  run.tables.push_back(opt.done());
+  run.tables.push_back(rk.done());
+  run.tables.push_back(lat.done());
+  run.tables.push_back(met.done());
+  const std::string id = ffb::append_run(o.common.output, run);
+  std::printf("# results: %s run %s\n", o.common.output.c_str(), id.c_str());
+  std::fflush(stdout);
+}
+
+}  // namespace sb

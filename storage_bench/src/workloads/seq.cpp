@@ -1,0 +1,282 @@
+// seq: the IOR pattern. Each rank owns `segments` blocks of `block` bytes, moved in
+// `transfer`-sized calls; one shared file (segment-major, rank-interleaved, as IOR lays it out) or
+// one file per rank
+// (-F). Write then read, the read-back shifted by a node's worth of ranks. --pattern random visits
+// every transfer offset exactly once in a seeded random order (IOR -z, fio's random map).
+#include <cerrno>
+#include <numeric>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "../samplers.h"
+#include "common.h"
+#include "ffb/error.h"
+#include "ffb/sizes.h"
+
+namespace sb {
+
+namespace {
+
+struct SeqPlan {
+  const Ctx& ctx;
+  std::uint64_t tpb = 0;   // transfers per block
+  std::uint64_t nops = 0;  // transfers per rank
+  bool shared = false;
+
+  std::string file_of(int r) const { return shared ? "seq.shared" : fmt::format("seq.{:06d}", r); }
+  std::uint64_t file_id(int r) const { return shared ? 0 : static_cast<std::uint64_t>(r); }
+  std::uint64_t offset_of(int r, std::uint64_t k) const {
+    const auto& o = ctx.opt.seq;
+    const std::uint64_t seg = k / tpb, i = k % tpb;
+    if (shared)
+      return seg * static_cast<std::uint64_t>(ctx.size) * o.block +
+             static_cast<std::uint64_t>(r) * o.block + i * o.transfer;
+    return seg * o.block + i * o.transfer;
+  }
+  // The order in which rank r visits its transfers (identity, or a seeded permutation).
+  std::vector<std::uint64_t> order(int r, int rep, std::uint64_t salt) const {
+    if (!ctx.opt.seq.random) return {};
+    return permutation(nops, mix64(ctx.c().seed, static_cast<std::uint64_t>(r) * 1000003u + salt,
+                                   static_cast<std::uint64_t>(rep)));
+  }
+};
+
+// Issues transfers [from, to) of rank `owner`'s sequence through the engine.
+// Returns how many completed (fewer when the stonewall passed).
+std::uint64_t issue(Ctx& ctx, const SeqPlan& plan, BufferPool& pool, RankPhase& rp, int fd,
+                    const std::string& path, OpKind kind, int owner, int rep,
+                    const std::vector<std::uint64_t>& order, std::uint64_t from, std::uint64_t to,
+                    const Stonewall* sw) {
+  const auto& o = ctx.opt.seq;
+  const bool verify = ctx.c().verify;
+  std::uint64_t k = from, completed = 0;
+  ctx.engine.run(
+      [&](IoOp& op) {
+        if (k >= to) return false;
+        if (sw && sw->passed(now_s())) {
+          rp.stonewalled = true;
+          return false;
+        }
+        const std::uint64_t idx = order.empty() ? k : order[k];
+        op.kind = kind;
+        op.fd = fd;
+        op.len = o.transfer;
+        op.offset = plan.offset_of(owner, idx);
+        op.tag = idx;
+        auto* buf = pool.get();
+        op.buf = buf;
+        if (kind == OpKind::write && verify)
+          pool.stamp(buf, o.transfer,
+                     BlockId{static_cast<std::uint32_t>(owner), plan.file_id(owner), op.offset,
+                             static_cast<std::uint64_t>(rep)});
+        ++k;
+        return true;
+      },
+      [&](const IoOp& op, const IoDone& d) {
+        auto* buf = static_cast<std::byte*>(op.buf);
+        if (kind == OpKind::read) pool.invalidate(buf);
+        try {
+          check_transfer(op, d, path);
+        } catch (...) {
+          pool.put(buf);
+          throw;
+        }
+        rp.record(0, d.submit, d.complete, d.bytes);
+        if (kind == OpKind::read && verify)
+          verify_block(rp, buf, op.len,
+                       BlockId{static_cast<std::uint32_t>(owner), plan.file_id(owner), op.offset,
+                               static_cast<std::uint64_t>(rep)},
+                       fmt::format("{} offset {}", path, op.offset));
+        pool.put(buf);
+        ++completed;
+        return true;
+      });
+  return completed;
+}
+
+// Untimed layout for --phases read: this rank's blocks written sequentially in large chunks (a
+// whole number of transfers, each stamped under --verify), as fio lays out its files.
+std::uint64_t layout(Ctx& ctx, const SeqPlan& plan, int fd, const std::string& path, int rep) {
+  const auto& o = ctx.opt.seq;
+  const std::uint64_t per_chunk =
+      std::max<std::uint64_t>(1, std::min<std::uint64_t>(plan.tpb, (4ull << 20) / o.transfer));
+  const std::uint64_t chunk = per_chunk * o.transfer;
+  AlignedBuffer buf(chunk, std::max<std::uint64_t>(ctx.io_align(), 4096));
+  fill_pattern(buf.span(), mix64(ctx.c().seed, static_cast<std::uint64_t>(ctx.rank), 0x1a40));
+  for (std::uint64_t seg = 0; seg < o.segments; ++seg) {
+    for (std::uint64_t i = 0; i < plan.tpb; i += per_chunk) {
+      const std::uint64_t n = std::min(per_chunk, plan.tpb - i);
+      const std::uint64_t off = plan.offset_of(ctx.rank, seg * plan.tpb + i);
+      if (ctx.c().verify)
+        for (std::uint64_t k = 0; k < n; ++k)
+          stamp_block({buf.data() + k * o.transfer, o.transfer},
+                      BlockId{static_cast<std::uint32_t>(ctx.rank), plan.file_id(ctx.rank),
+                              off + k * o.transfer, static_cast<std::uint64_t>(rep)});
+      std::uint64_t done = 0;
+      while (done < n * o.transfer) {
+        const ssize_t w =
+            ::pwrite(fd, buf.data() + done, n * o.transfer - done, static_cast<off_t>(off + done));
+        if (w < 0) {
+          if (errno == EINTR && !stop_requested()) continue;
+          throw_io(fmt::format("write (layout, offset {})", off + done), path, errno);
+        }
+        done += static_cast<std::uint64_t>(w);
+      }
+      throw_if_stopped();
+    }
+  }
+  return plan.nops;
+}
+
+}  // namespace
+
+void run_seq(Ctx& ctx) {
+  const auto& o = ctx.opt.seq;
+  const auto& c = ctx.c();
+  SeqPlan plan{ctx};
+  plan.tpb = o.block / o.transfer;
+  plan.nops = plan.tpb * o.segments;
+  plan.shared = !o.file_per_proc;
+  if (c.odirect) {
+    const std::uint64_t a = ctx.dio_align;
+    for (auto [flag, v] : {std::pair{"--transfer", o.transfer}, std::pair{"--block", o.block}})
+      if (v % a != 0)
+        throw ffb::UsageError(fmt::format(
+            "{} {}: O_DIRECT on {} ({}) needs sizes and offsets that are multiples of {} B (the "
+            "statx direct-I/O alignment); use a multiple of {} or drop --odirect",
+            flag, ffb::format_size(v), ctx.fs.path, ctx.fs.fs_type, a, a));
+  }
+  DirHandle& dir = ctx.ws.root();
+  BufferPool pool(ctx.engine.depth(), o.transfer, ctx.io_align(),
+                  c.seed + static_cast<std::uint64_t>(ctx.rank));
+  const int direct = ctx.direct_flag();
+  const int src = ctx.shifted(ctx.rank, ctx.shift);
+
+  ctx.report.note(fmt::format(
+      "seq: block {}, transfer {}, segments {}, {}, pattern {}, {} per rank, {} total; read-back "
+      "shift "
+      "{} rank(s){}",
+      ffb::format_size(o.block), ffb::format_size(o.transfer), o.segments,
+      plan.shared ? "one shared file" : "file per rank", o.random ? "random" : "sequential",
+      ffb::format_size(o.block * o.segments),
+      ffb::format_size(o.block * o.segments * static_cast<std::uint64_t>(ctx.size)), ctx.shift,
+      ctx.topo.nnodes() == 1 ? " (one node: read-back cannot avoid this node's page cache)" : ""));
+
+  for (int rep = 0; rep < c.repetitions; ++rep) {
+    std::vector<std::uint64_t> written_by;  // transfers each rank wrote
+    const std::string my_file = plan.file_of(ctx.rank);
+    const std::string path = dir.path_of(my_file);
+
+    // ---- write (timed, or untimed layout for --phases read) ----
+    auto write_body = [&](RankPhase& rp, bool timed) {
+      Stonewall sw(ctx, rp.base());
+      const auto order = timed ? plan.order(ctx.rank, rep, 0) : std::vector<std::uint64_t>{};
+      Fd fd;
+      agree(ctx.comm, [&] {
+        if (plan.shared && ctx.rank == 0) {
+          rp.mark_open(now_s());
+          fd = dir.create(my_file, direct);
+        }
+      });
+      std::uint64_t done = 0;
+      agree(ctx.comm, [&] {
+        if (!fd) {
+          rp.mark_open(now_s());
+          fd = plan.shared ? dir.open(my_file, O_RDWR | direct) : dir.create(my_file, direct);
+        }
+        if (timed)
+          done = issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order, 0,
+                       plan.nops, &sw);
+        else
+          done = layout(ctx, plan, fd.get(), path, rep);
+      });
+      if (timed && c.stonewall_s > 0 && c.wearout) {
+        const std::uint64_t target = max_over_ranks(ctx, done);
+        agree(ctx.comm, [&] {
+          done += issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order,
+                        done, target, nullptr);
+        });
+      }
+      agree(ctx.comm, [&] {
+        if (c.fsync || !timed) fsync_checked(fd.get(), path);
+        fd.close_checked(path);
+        rp.mark_close(now_s());
+      });
+      written_by = allgather_u64(ctx, done);
+    };
+    if (o.do_write) {
+      RankPhase rp(PhaseSpec{"seq", "write", rep, {"write"}, {false}, true});
+      run_phase(ctx, rp, [&](RankPhase& r) { write_body(r, true); });
+    } else {
+      RankPhase rp(PhaseSpec{"seq", "layout", rep, {"write"}, {false}, true});
+      MPI_Barrier(ctx.comm);
+      rp.start();
+      write_body(rp, false);
+      if (rep == 0) ctx.report.note("read-only run: data laid out untimed (sequential, fsync'd)");
+    }
+    if (c.self_test_corrupt && ctx.rank == 0) {
+      const std::uint64_t off = plan.offset_of(0, 0);
+      corrupt_one_byte(dir, plan.file_of(0), off);
+      ctx.report.note(fmt::format("self-test: flipped one byte of the block at offset {} of {}",
+                                  off, plan.file_of(0)));
+    }
+
+    // ---- read ----
+    if (o.do_read) {
+      RankPhase rp(PhaseSpec{"seq", "read", rep, {"read"}, {true}, true});
+      const std::string src_file = plan.file_of(src);
+      const std::uint64_t src_count = written_by[static_cast<std::size_t>(src)];
+      std::vector<FileRange> wrote, will_read;
+      const std::uint64_t span = plan.shared ? 0 : o.block * o.segments;
+      if (plan.shared) {
+        // Shared file: every rank syncs it (each node's client holds its own dirty pages).
+        const std::uint64_t total = o.block * o.segments * static_cast<std::uint64_t>(ctx.size);
+        wrote.push_back({&dir, src_file, 0, total});
+        for (std::uint64_t s = 0; s < o.segments; ++s)
+          will_read.push_back({&dir, src_file, plan.offset_of(src, s * plan.tpb), o.block});
+      } else {
+        wrote.push_back({&dir, my_file, 0, span});
+        will_read.push_back({&dir, src_file, 0, span});
+      }
+      const double evict_s = prepare_reads(ctx, wrote, will_read, rp);
+      const std::string src_path = dir.path_of(src_file);
+      run_phase(
+          ctx, rp,
+          [&](RankPhase& r) {
+            Stonewall sw(ctx, r.base());
+            // The writer's order: with a stonewall it names exactly the transfers that exist.
+            const auto order = plan.order(src, rep, 0);
+            Fd fd;
+            std::uint64_t done = 0;
+            agree(ctx.comm, [&] {
+              r.mark_open(now_s());
+              fd = dir.open(src_file, O_RDONLY | direct);
+              done = issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order, 0,
+                           src_count, &sw);
+            });
+            if (c.stonewall_s > 0 && c.wearout) {
+              const std::uint64_t target = std::min(max_over_ranks(ctx, done), src_count);
+              agree(ctx.comm, [&] {
+                done += issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order,
+                              done, target, nullptr);
+              });
+            }
+            agree(ctx.comm, [&] {
+              fd.close_checked(src_path);
+              r.mark_close(now_s());
+            });
+          },
+          [&](PhaseResult& res) {
+            res.metrics.push_back({"read_shift", static_cast<double>(ctx.shift), "ranks"});
+            if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
+          });
+    }
+
+    // ---- remove this repetition's files (untimed) unless --keep ----
+    MPI_Barrier(ctx.comm);
+    if (!c.keep) agree(ctx.comm, [&] { dir.remove(my_file); });
+  }
+}
+
+}  // namespace sb
