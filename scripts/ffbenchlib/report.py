@@ -91,8 +91,12 @@ def plot_busbw_vs_size(series, path):
         for (b, label), rows in sorted(series.items()):
             if b != backend:
                 continue
-            ax.plot([r["size"] for r in rows], [r["busbw"] for r in rows], marker="o", ms=3,
-                    label=label)
+            # busbw is 0 for one rank (factor 2(n-1)/n) and sizes of 0 B: nothing to draw on a
+            # log axis, and a 0 would stretch it to 1e-300.
+            pts = [(r["size"], r["busbw"]) for r in rows if r["busbw"] > 0 and r["size"] > 0]
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ticks = [1 << k for k in range(10, 31, 4)]
@@ -151,6 +155,9 @@ def plot_busbw_vs_nodes(points, curves, path):
         ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="--", marker="s", ms=4,
                 label=label, alpha=0.8)
     for (backend, name, rpn), pts in sorted(points.items()):
+        pts = [p for p in pts if p[1] > 0]  # one rank has busbw 0: not drawable on a log axis
+        if not pts:
+            continue
         sizes = sorted({fmt_size(p[2]) for p in pts})
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=6,
                 label=f"measured {name}, {rpn}/node, {'/'.join(sizes)}B")
