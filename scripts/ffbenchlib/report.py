@@ -436,6 +436,27 @@ def limits_section(runs, cmp_rows, uncovered):
     return lines + [""]
 
 
+def ddp_section(paths, out_dir, rel, figures):
+    """Training-step scaling (ddp_bench runs): step time against GPUs with R9/R10 overlaid."""
+    from . import ddp
+    rows = ddp.weak_scaling(paths)
+    if not rows:
+        return ["## Training-step scaling (ddp_bench)", "", "No ddp_bench results in these files.",
+                ""]
+    p = os.path.join(out_dir, "ddp_step_time_vs_gpus.png")
+    ddp.plot_step_time_vs_gpus(rows, ddp.paper_points(), p)
+    figures.append(p)
+    body = [[r["series"], r["ranks"], "emulated" if r.get("emulated") else "measured",
+             _f(1e3 * float(r["step_time"])), _f(r.get("overlap")),
+             _f(r.get("weak_scaling_efficiency"))] for r in rows]
+    return ["## Training-step scaling (ddp_bench)", "", f"![step time against GPUs]({rel(p)})", "",
+            "Dashed: the paper's R9/R10 step times (reference). Compute marked *emulated* sleeps "
+            "for FLOPs / device rate (no GPU here): only the communication and overlap are "
+            "measured then.", ""] + _md_table(
+                ["series", "ranks", "compute", "step time (ms)", "overlap",
+                 "weak-scaling efficiency"], body) + [""]
+
+
 def build_report(paths, out_dir, md_path, reference):
     runs = resmod.load_runs(paths)
     if not runs:
@@ -538,6 +559,7 @@ def build_report(paths, out_dir, md_path, reference):
     else:
         lines += ["## Storage workloads", "", "No storage results in these files.", ""]
 
+    lines += ddp_section(paths, out_dir, rel, figures)
     lines += ceilings_section(runs, series)
     lines += models_section(runs)
     lines += limits_section(runs, cmp_rows, uncovered)
