@@ -6,7 +6,8 @@ The Python side writes the same layout as the C++ writer (common/include/ffb/res
     /runs/<NNNNNN>/        one group per run, six-digit ids in append order, attrs = provenance
     /runs/<NNNNNN>/<table>/<column>   1-D (rows) or 2-D (rows x width) datasets, attr `units`
 
-Appending is atomic: under an exclusive flock on FILE.lock the file is copied to FILE.tmp.<pid>,
+Appending is atomic: under an exclusive flock on the file's directory (the lock the C++ writer
+takes too) the file is copied to FILE.tmp.<pid>,
 the run is added to the copy, the copy is flushed and fsync'd and renamed over FILE (then the
 directory is fsync'd). A crash leaves the old file or the new one, never a half-written one; two
 writers on one host serialise on the lock.
@@ -22,6 +23,7 @@ API
     provenance(program, kind, argv=None, options=None, label="") -> dict of the common attrs for a
         run produced by a Python command (model output, merges, ...).
 """
+import contextlib
 import datetime
 import fcntl
 import json
@@ -142,16 +144,21 @@ def _fsync_path(path, directory=False):
         os.close(fd)
 
 
-def append_run(path, attrs, tables=None):
-    """Append one run group to `path` (created when missing); return its six-digit id."""
-    tables = tables or {}
-    _check_tables(tables)
+@contextlib.contextmanager
+def atomic_update(path):
+    """Open a copy of results file `path` (created when missing) for writing; on a clean exit
+    fsync it and rename it over `path`, else remove it. Yields (h5py.File, runs group).
+
+    The lock is an exclusive flock on the file's directory, the same one the C++ writer
+    (common/src/results.cpp) takes, so Python and C++ appends to one file serialise and no lock
+    file is left behind."""
     path = os.path.abspath(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(f"{path}.lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(dir_fd, fcntl.LOCK_EX)
         try:
             if os.path.exists(path):
                 shutil.copyfile(path, tmp)
@@ -168,28 +175,35 @@ def append_run(path, attrs, tables=None):
                     if fmt != FORMAT:
                         raise ResultsFileError(f"{path}: not an ffbench results file (format attr "
                                                f"{fmt!r}, expected {FORMAT!r})")
-                runs = f.require_group("runs")
-                run_id = _next_run_id(runs)
-                group = runs.create_group(run_id)
-                for key, value in attrs.items():
-                    group.attrs[key] = _attr_value(value)
-                for tname, columns in tables.items():
-                    tgroup = group.create_group(tname)
-                    for cname, (values, units) in columns.items():
-                        data, dtype = _column_array(cname, values)
-                        ds = tgroup.create_dataset(cname, data=data, dtype=dtype)
-                        ds.attrs["units"] = units
+                yield f, f.require_group("runs")
                 f.flush()
             _fsync_path(tmp)
             os.replace(tmp, path)
             _fsync_path(directory, directory=True)
-            return run_id
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    finally:
+        os.close(dir_fd)  # closing releases the lock
+
+
+def append_run(path, attrs, tables=None):
+    """Append one run group to `path` (created when missing); return its six-digit id."""
+    tables = tables or {}
+    _check_tables(tables)
+    with atomic_update(path) as (_f, runs):
+        run_id = _next_run_id(runs)
+        group = runs.create_group(run_id)
+        for key, value in attrs.items():
+            group.attrs[key] = _attr_value(value)
+        for tname, columns in tables.items():
+            tgroup = group.create_group(tname)
+            for cname, (values, units) in columns.items():
+                data, dtype = _column_array(cname, values)
+                ds = tgroup.create_dataset(cname, data=data, dtype=dtype)
+                ds.attrs["units"] = units
+    return run_id
 
 
 def _decode(value):

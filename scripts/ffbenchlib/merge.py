@@ -2,13 +2,11 @@
 
 Run groups are copied whole (h5py copy: attrs, tables, units and dtypes as the programs wrote
 them) under new six-digit ids in OUT. OUT is changed the way h5io.append_run changes it: under an
-exclusive flock on OUT.lock, OUT is copied to OUT.tmp.<pid>, the runs are added to the copy, the
+exclusive flock on OUT's directory (h5io.atomic_update), OUT is copied to OUT.tmp.<pid>, the runs are added to the copy, the
 copy is fsync'd and renamed over OUT. A kill leaves the old OUT or the new one. Runs already in
 OUT (same label, date, command line and hosts) are skipped, so merging twice adds nothing.
 """
-import fcntl
 import os
-import shutil
 
 import h5py
 import numpy as np
@@ -42,19 +40,6 @@ def _check_format(f, path):
                          f"{h5io.FORMAT!r})")
 
 
-def _fsync(path, directory=False):
-    try:
-        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def merge_files(out, inputs, select=None, dedup=True):
     """Copy the runs of `inputs` into `out` (created when missing) in one atomic replace.
 
@@ -67,60 +52,33 @@ def merge_files(out, inputs, select=None, dedup=True):
             raise UsageError(f"{path}: no such results file")
         if os.path.abspath(path) == out:
             raise UsageError(f"{path}: is the output file itself; name it once, as OUT")
-    directory = os.path.dirname(out)
-    os.makedirs(directory, exist_ok=True)
-    tmp = f"{out}.tmp.{os.getpid()}"
-    with open(f"{out}.lock", "a") as lock:
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-        try:
-            if os.path.exists(out):
-                shutil.copyfile(out, tmp)
-                mode = "r+"
-            else:
-                mode = "w"
-            added = skipped = 0
-            with h5py.File(tmp, mode) as dst:
-                if mode == "w":
-                    dst.attrs["format"] = h5io.FORMAT
-                    dst.attrs["schema_version"] = np.int64(h5io.SCHEMA_VERSION)
-                else:
-                    _check_format(dst, out)
-                runs = dst.require_group("runs")
-                seen = {run_identity(runs[k]) for k in runs.keys()}
-                next_id = max([int(k) for k in runs.keys() if k.isdigit()], default=-1) + 1
-                for path in inputs:
-                    try:
-                        src = h5py.File(path, "r")
-                    except OSError as exc:
-                        raise UsageError(f"{path}: not an HDF5 file ({exc})") from None
-                    with src:
-                        _check_format(src, path)
-                        src_runs = src.get("runs")
-                        if src_runs is None:
-                            continue
-                        for rid in sorted(src_runs.keys()):
-                            group = src_runs[rid]
-                            if select is not None and not select(group):
-                                continue
-                            ident = run_identity(group)
-                            if dedup and ident in seen:
-                                skipped += 1
-                                continue
-                            src.copy(group, runs, name=f"{next_id:06d}")
-                            next_id += 1
-                            seen.add(ident)
-                            added += 1
-                dst.flush()
-            _fsync(tmp)
-            os.replace(tmp, out)
-            _fsync(directory, directory=True)
-            return added, skipped
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        finally:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    added = skipped = 0
+    with h5io.atomic_update(out) as (_dst, runs):
+        seen = {run_identity(runs[k]) for k in runs.keys()}
+        next_id = max([int(k) for k in runs.keys() if k.isdigit()], default=-1) + 1
+        for path in inputs:
+            try:
+                src = h5py.File(path, "r")
+            except OSError as exc:
+                raise UsageError(f"{path}: not an HDF5 file ({exc})") from None
+            with src:
+                _check_format(src, path)
+                src_runs = src.get("runs")
+                if src_runs is None:
+                    continue
+                for rid in sorted(src_runs.keys()):
+                    group = src_runs[rid]
+                    if select is not None and not select(group):
+                        continue
+                    ident = run_identity(group)
+                    if dedup and ident in seen:
+                        skipped += 1
+                        continue
+                    src.copy(group, runs, name=f"{next_id:06d}")
+                    next_id += 1
+                    seen.add(ident)
+                    added += 1
+    return added, skipped
 
 
 def cmd_merge(args):
