@@ -9,6 +9,7 @@
 
 #include "ffb/collective.h"
 #include "ffb/error.h"
+#include "ffb/mpi_types.h"
 #include "ffb/validation.h"
 
 namespace {
@@ -151,39 +152,14 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
   }
 
  private:
-  static MPI_Datatype native(DataType t) {
-    switch (t) {
-      case DataType::f32:
-        return MPI_FLOAT;
-      case DataType::f64:
-        return MPI_DOUBLE;
-      case DataType::i32:
-        return MPI_INT32_T;
-      case DataType::i64:
-        return MPI_INT64_T;
-      case DataType::u8:
-        return MPI_UINT8_T;
-      default:
-        return MPI_DATATYPE_NULL;
-    }
-  }
   MPI_Datatype mpi_type(DataType t) const {
-    return t == DataType::f16 || t == DataType::bf16 ? half_type_ : native(t);
+    return t == DataType::f16 || t == DataType::bf16 ? half_type_ : ffb::native_mpi_type(t);
   }
   MPI_Op mpi_op(DataType t, ReduceOp op) const {
     const auto i = static_cast<std::size_t>(op);
     if (t == DataType::f16) return f16_ops_[i];
     if (t == DataType::bf16) return bf16_ops_[i];
-    switch (op) {
-      case ReduceOp::prod:
-        return MPI_PROD;
-      case ReduceOp::max:
-        return MPI_MAX;
-      case ReduceOp::min:
-        return MPI_MIN;
-      default:
-        return MPI_SUM;
-    }
+    return ffb::native_mpi_op(op);
   }
   // avg = sum, then one division in fp32 (fp64 for double; truncating for integers), rounded once:
   // the suite's definition, shared with the validator (ffb::average_of_sum).

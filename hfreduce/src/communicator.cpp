@@ -6,6 +6,7 @@
 #include <string>
 
 #include "copy/copy_stage.h"
+#include "ffb/mpi_types.h"
 #include "hfreduce/hfreduce.h"
 #include "pipeline.h"
 #include "reduce_kernels.h"
@@ -54,36 +55,6 @@ void Request::wait() {
 }
 
 namespace {
-
-MPI_Datatype native_mpi_type(DataType t) {
-  switch (t) {
-    case DataType::f32:
-      return MPI_FLOAT;
-    case DataType::f64:
-      return MPI_DOUBLE;
-    case DataType::i32:
-      return MPI_INT32_T;
-    case DataType::i64:
-      return MPI_INT64_T;
-    case DataType::u8:
-      return MPI_UINT8_T;
-    default:
-      return MPI_DATATYPE_NULL;
-  }
-}
-
-MPI_Op native_mpi_op(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::prod:
-      return MPI_PROD;
-    case ReduceOp::max:
-      return MPI_MAX;
-    case ReduceOp::min:
-      return MPI_MIN;
-    default:
-      return MPI_SUM;
-  }
-}
 
 std::size_t round_up(std::size_t v, std::size_t m) { return (v + m - 1) / m * m; }
 
@@ -264,13 +235,13 @@ void Communicator::Impl::progress_loop() {
 
 bool Communicator::Impl::try_fallback(const OpDesc& op) {
   const std::size_t bytes = op.count * ffb::size_of(op.type);
-  const MPI_Datatype type = native_mpi_type(op.type);
+  const MPI_Datatype type = ffb::native_mpi_type(op.type);
   if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes ||
       type == MPI_DATATYPE_NULL || op.count > static_cast<std::size_t>(INT_MAX))
     return false;
   const void* send = op.send == op.recv ? MPI_IN_PLACE : op.send;
-  if (MPI_Allreduce(send, op.recv, static_cast<int>(op.count), type, native_mpi_op(op.op), world) !=
-      MPI_SUCCESS)
+  if (MPI_Allreduce(send, op.recv, static_cast<int>(op.count), type, ffb::native_mpi_op(op.op),
+                    world) != MPI_SUCCESS)
     throw Error(Status::transport_error, "hfreduce: fallback MPI_Allreduce failed on " + where());
   if (op.op == ReduceOp::avg && op.count > 0) {
     const void* in[1] = {op.recv};
