@@ -18,6 +18,7 @@
 #include "ffb/provenance.h"
 #include "ffb/sizes.h"
 #include "ffb/stats.h"
+#include "ffb/timer.h"
 #include "ffb/validation.h"
 #include "ffb/watchdog.h"
 
@@ -40,8 +41,6 @@ void CollectiveBackend::download(void* host_dst, const void* src, std::size_t by
 }
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 const char* average_name(AverageMode m) {
   switch (m) {
@@ -131,6 +130,7 @@ class Runner {
   std::unique_ptr<DeviceBuffer> send_, recv_;
   std::vector<unsigned char> host_;  // staging for inputs and downloaded results
   bool stall_pending_ = true;
+  TickClock clock_;
 };
 
 void Runner::timed_call(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) {
@@ -166,10 +166,10 @@ PlacementResult Runner::measure(std::size_t count, DataType t, ReduceOp op, bool
   for (std::size_t i = 0; i < n; ++i) {
     progress_.iteration.store(static_cast<int>(i), std::memory_order_relaxed);
     if (opt_.blocking) MPI_Barrier(comm_);
-    const auto t0 = Clock::now();
+    const auto t0 = clock_.now();
     timed_call(send, recv, count, t, op);
-    const auto t1 = Clock::now();
-    local[i] = std::chrono::duration<double, std::micro>(t1 - t0).count();
+    const auto t1 = clock_.now();
+    local[i] = clock_.to_us(t1 - t0);
     for (const auto& m : backend_.last_metrics()) {
       auto& slot = metric_sums[m.name];
       slot.first = m.units;
@@ -306,6 +306,7 @@ bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& recor
   watchdog_.emplace(comm_, opt_.timeout_s,
                     [this] { return progress_.describe(backend_.collective()); });
 
+  record.attrs["timer"] = clock_.description();
   Table table{.name = "collective", .columns = {}};
   auto& c_size = table.add_i64("size", "B");
   auto& c_count = table.add_i64("count", "count");

@@ -30,10 +30,16 @@ void Watchdog::loop() {
   const auto period = std::min<clock::duration>(limit / 10 + std::chrono::milliseconds(1),
                                                 std::chrono::milliseconds(250));
   std::unique_lock lock(mutex_);
+  std::uint64_t seen = 0;  // the armed operation we are timing, and since when we have seen it
+  auto seen_since = clock::now();
   while (!cv_.wait_for(lock, period, [this] { return stop_; })) {
-    const auto armed = armed_at_.load(std::memory_order_relaxed);
-    if (armed == 0) continue;
-    const auto waited = clock::now().time_since_epoch() - clock::duration(armed);
+    const auto armed = armed_.load(std::memory_order_relaxed);
+    if (armed == 0 || armed != seen) {
+      seen = armed;
+      seen_since = clock::now();
+      continue;
+    }
+    const auto waited = clock::now() - seen_since;
     if (waited < limit) continue;
     int rank = 0;
     MPI_Comm_rank(comm_, &rank);

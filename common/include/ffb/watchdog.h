@@ -23,12 +23,10 @@ class Watchdog {
   Watchdog(const Watchdog&) = delete;
   Watchdog& operator=(const Watchdog&) = delete;
 
-  // Cheap (two relaxed atomic stores): call around each guarded operation.
-  void arm() {
-    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
-    armed_at_.store(now, std::memory_order_relaxed);
-  }
-  void disarm() { armed_at_.store(0, std::memory_order_relaxed); }
+  // Cheap (one relaxed store each, no clock read): call around each guarded operation from one
+  // thread. The watchdog thread times how long one armed operation stays armed.
+  void arm() { armed_.store(++arm_count_, std::memory_order_relaxed); }
+  void disarm() { armed_.store(0, std::memory_order_relaxed); }
   double timeout_s() const { return timeout_s_; }
 
  private:
@@ -37,7 +35,8 @@ class Watchdog {
   MPI_Comm comm_;
   double timeout_s_;
   std::function<std::string()> describe_;
-  std::atomic<std::int64_t> armed_at_{0};
+  std::atomic<std::uint64_t> armed_{0};  // 0: idle; else the number of the armed operation
+  std::uint64_t arm_count_ = 0;          // written by the arming thread only
   std::mutex mutex_;
   std::condition_variable cv_;
   bool stop_ = false;
