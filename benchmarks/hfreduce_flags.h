@@ -1,0 +1,70 @@
+// The HFReduce flags, checks, stage columns and run attributes that hfreduce_bench (host buffers)
+// and hfreduce_gpu_bench (device buffers) share, so the two programs cannot drift apart.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "ffb/collective.h"
+#include "ffb/error.h"
+#include "ffb/sizes.h"
+#include "hfreduce/hfreduce.h"
+
+namespace ffb::bench {
+
+struct HfreduceFlags {
+  hfreduce::Options options;
+  std::string chunk_text = "1M";
+  bool stages = false;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--ranks-per-node", options.ranks_per_node,
+                   "form nodes from N consecutive ranks (0: ranks sharing memory)")
+        ->capture_default_str();
+    app.add_option("--chunk-size", chunk_text, "pipeline chunk (K/M suffixes)")
+        ->capture_default_str();
+    app.add_option("--depth", options.pipeline_depth, "chunk slots per rank in shared memory")
+        ->capture_default_str();
+    app.add_option("--threads", options.reduce_threads, "reduce threads per rank")
+        ->capture_default_str();
+    app.add_flag("--stages", stages, "print per-stage times (us) after each placement");
+  }
+
+  // Parses and checks the values once MPI is up; one UsageError line naming the flag otherwise.
+  void finish(const BackendContext& ctx) {
+    options.chunk_bytes = parse_size(chunk_text, "--chunk-size");
+    options.timeout_s = ctx.options->timeout_s;
+    if (options.chunk_bytes < 4096 || options.chunk_bytes > (1ull << 30))
+      throw UsageError(fmt::format("--chunk-size {}: give 4K to 1G", chunk_text));
+    if (options.pipeline_depth < 2 || options.pipeline_depth > 64)
+      throw UsageError(fmt::format("--depth {}: give 2 to 64", options.pipeline_depth));
+    if (options.reduce_threads < 1 || options.reduce_threads > 256)
+      throw UsageError(fmt::format("--threads {}: give 1 to 256", options.reduce_threads));
+    if (options.ranks_per_node < 0 || options.ranks_per_node > ctx.topology->size)
+      throw UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or 1 to {}",
+                                   options.ranks_per_node, ctx.topology->size));
+  }
+
+  // The per-stage columns (only with --stages).
+  void add_stage_metrics(const hfreduce::StageTimes& s, std::vector<Metric>& m) const {
+    if (!stages) return;
+    m.push_back({"stage_copy_in", "us", s.copy_in_us});
+    m.push_back({"stage_intra_reduce", "us", s.intra_reduce_us});
+    m.push_back({"stage_inter_node", "us", s.inter_node_us});
+    m.push_back({"stage_copy_out", "us", s.copy_out_us});
+    m.push_back({"stage_wait", "us", s.wait_us});
+  }
+
+  void describe(RunRecord& run, const hfreduce::Layout& layout) const {
+    run.attrs["hfreduce_chunk_bytes"] = static_cast<std::int64_t>(options.chunk_bytes);
+    run.attrs["hfreduce_pipeline_depth"] = static_cast<std::int64_t>(options.pipeline_depth);
+    run.attrs["hfreduce_reduce_threads"] = static_cast<std::int64_t>(options.reduce_threads);
+    run.attrs["hfreduce_ranks_per_node_option"] = static_cast<std::int64_t>(options.ranks_per_node);
+    run.attrs["hfreduce_nodes"] = static_cast<std::int64_t>(layout.nnodes);
+  }
+};
+
+}  // namespace ffb::bench
