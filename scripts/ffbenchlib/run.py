@@ -186,8 +186,8 @@ def recover_finished(ctx):
     for f in sorted(os.listdir(pdir)):
         path = os.path.join(pdir, f)
         if not f.endswith(".h5"):
-            if ".tmp." in f or f.endswith(".lock"):
-                _remove(path)  # a writer's half-written copy (never renamed: never valid), a lock
+            if ".tmp." in f:
+                _remove(path)  # a writer's half-written copy (never renamed: never valid)
             continue
         try:
             runs = h5io.read_runs(path)
@@ -248,7 +248,6 @@ def run_point(ctx, launcher, point, label, log_path):
     if rc == 77:
         tail = _tail(log_path, 1)
         _remove(point_file)
-        _remove(point_file + ".lock")
         return "skipped", elapsed, (tail[0].lstrip("# ") if tail else "the program skipped (exit 77)")
     summary = ""
     wrote = os.path.exists(point_file)
@@ -256,7 +255,6 @@ def run_point(ctx, launcher, point, label, log_path):
         summary = summarize_file(point_file)
         merge.merge_files(ctx.output, [point_file], dedup=False)
         os.unlink(point_file)
-    _remove(point_file + ".lock")
     if rc != 0:
         tail = " | ".join(_tail(log_path, 2))
         return "failed", elapsed, f"exit status {rc}: {tail} (log {log_path})"
