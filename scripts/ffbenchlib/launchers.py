@@ -141,10 +141,17 @@ class EmuLauncher:
         if self.state is not None:
             emu.write_hostfile(state, point.nodes, point.ranks_per_node)
         iface = state["iface"]
+        # Every namespace shares this host's cores, but each node's Open MPI binds its first rank
+        # to core 0 and busy-polls while it waits: all ranks would queue on one core, and a ring
+        # step would wait for its receiver to be scheduled (6 nodes: ~17 ms per step at 1 gbit).
+        # Unbound ranks that yield when idle make the links the bottleneck, as on a real cluster.
         cmd = ["mpirun", "-np", str(point.ranks), "--hostfile", hostfile,
                "--mca", "plm_rsh_agent", state["agent"],
                "--mca", "btl", "tcp,self,vader", "--mca", "btl_tcp_if_include", iface,
-               "--mca", "oob_tcp_if_include", iface]
+               "--mca", "oob_tcp_if_include", iface,
+               "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1",
+               # recorded with the results (environment attr): the model reads the shaped rate
+               "-x", f"FFB_EMU_LINK_RATE={state['link_rate']}"]
         if point.ranks_per_node > cpu_count():
             cmd.append("--oversubscribe")
         cmd += _export_flags(point.env) + point.mpirun_args + [program_abs] + args

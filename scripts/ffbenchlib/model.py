@@ -19,7 +19,8 @@ import sys
 from . import h5io
 from .cli import UsageError
 from .models_allreduce import ALGORITHMS, PAPER_SIZE, predict, predict_emu
-from .models_calibrate import MIN_SIZE, calibrate, collective_points, read_measurements
+from .models_calibrate import (MIN_SIZE, calibrate, collective_points, emu_comparable, emu_predict,
+                                read_measurements)
 from .models_cluster import ClusterError, apply_sets, load_cluster, resolve_cluster_path
 
 DEFAULT_GPUS = (16, 32, 64, 128, 256, 512, 1024)
@@ -265,7 +266,9 @@ def format_paper_comparison(cmp):
 
 # ---- measured comparison (the emulated cluster, check 2) -------------------------------------------
 
-def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE):
+def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE, skipped=None):
+    """Measured vs model rows. On an emulated cluster only the points the model describes are
+    compared (emu_comparable); the others are counted in `skipped` ({reason: count})."""
     found = read_measurements(paths)
     if not found["collective"]:
         raise ClusterError(f"{', '.join(paths)}: no `collective` table to compare with (expected runs "
@@ -273,19 +276,21 @@ def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE):
     points = collective_points(found["collective"], min_size)
     out = []
     emulated = cluster.get("emulation") is not None
-    for backend, nnodes, nranks, size, t, link in points:
+    skipped = {} if skipped is None else skipped
+    for pt in points:
         if emulated:
-            if backend not in ("mpi", "hfreduce"):
+            why = emu_comparable(pt)
+            if why is not None:
+                skipped[why] = skipped.get(why, 0) + 1
                 continue
-            pred = predict_emu(cluster, nnodes, backend, size, link_gbit=link,
-                               ranks_per_node=max(1, nranks // max(1, nnodes)))
+            pred = emu_predict(cluster, pt)
         else:
-            alg = {"hfreduce": "hfreduce", "nccl": "nccl"}.get(backend)
-            if alg is None or nranks % cluster.gpus_per_node:
+            alg = {"hfreduce": "hfreduce", "nccl": "nccl"}.get(pt.backend)
+            if alg is None or pt.nranks % cluster.gpus_per_node:
                 continue
-            pred = predict(cluster, alg, nranks, size)
-        meas = size / t / 1e9
-        out.append({"backend": backend, "nnodes": nnodes, "nranks": nranks, "size": size,
+            pred = predict(cluster, alg, pt.nranks, pt.size)
+        meas = pt.size / pt.time_s / 1e9
+        out.append({"backend": pt.backend, "nnodes": pt.nnodes, "nranks": pt.nranks, "size": pt.size,
                     "measured_algbw": meas, "model_algbw": pred["algbw"],
                     "rel_error": pred["algbw"] / meas - 1,
                     "within": abs(pred["algbw"] / meas - 1) <= tolerance,
@@ -293,10 +298,12 @@ def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE):
     return out
 
 
-def format_measured(rows, tolerance):
-    lines = [f"# measured (results files) vs model; within +-{tolerance:.0%}",
-             f"{'backend':<9} {'nodes':>5} {'ranks':>5} {'size B':>12} {'measured':>9} {'model':>8} "
-             f"{'error':>8}  check  bottleneck"]
+def format_measured(rows, tolerance, skipped=None):
+    lines = [f"# measured (results files) vs model; within +-{tolerance:.0%}"]
+    for why, count in sorted((skipped or {}).items()):
+        lines.append(f"# not compared: {count} point(s): {why}")
+    lines.append(f"{'backend':<9} {'nodes':>5} {'ranks':>5} {'size B':>12} {'measured':>9} "
+                 f"{'model':>8} {'error':>8}  check  bottleneck")
     for r in rows:
         lines.append(f"{r['backend']:<9} {r['nnodes']:>5} {r['nranks']:>5} {int(r['size']):>12,} "
                      f"{_bw(r['measured_algbw'], 9)} {_bw(r['model_algbw'], 8)} {r['rel_error']:>+8.1%}  "
@@ -464,8 +471,10 @@ def run_allreduce(args):
             if cmp:
                 out_lines.append(format_paper_comparison(cmp))
             if args.compare:
-                measured = compare_measured(cluster, args.compare, args.tolerance, args.min_size)
-                out_lines.append(format_measured(measured, args.tolerance))
+                skipped = {}
+                measured = compare_measured(cluster, args.compare, args.tolerance, args.min_size,
+                                            skipped)
+                out_lines.append(format_measured(measured, args.tolerance, skipped))
                 measured_all += measured
                 if not measured or not all(r["within"] for r in measured):
                     status = 1

@@ -28,6 +28,7 @@ overheads the model does not describe.
 """
 import json
 import math
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -119,8 +120,44 @@ def fit_pcie(runs):
             [(k, v[0], v[1]) for k, v in sorted(best.items())])
 
 
+class Point(NamedTuple):
+    """One measured collective time (out-of-place) with what the model needs to predict it."""
+    backend: str
+    nnodes: int
+    nranks: int
+    size: float
+    time_s: float
+    link_gbit: Optional[float] = None     # shaped link rate: set for emulated-cluster runs only
+    mpi_algorithm: Optional[int] = None   # Open MPI coll_tuned_allreduce_algorithm; 0 = its rules
+    chunk_bytes: Optional[int] = None     # HFReduce pipeline chunk of the run
+
+
+RING = 4  # Open MPI's coll_tuned_allreduce_algorithm number of the ring, which the model describes
+
+
+def _mpi_algorithm(run):
+    """The allreduce algorithm Open MPI ran with, from the settings mpi_allreduce_bench records
+    (read back through MPI_T): 0 when its decision rules chose, None when not recorded."""
+    try:
+        settings = json.loads(run.attrs.get("mpi_coll_settings") or "null")
+    except (TypeError, ValueError):
+        return None
+    if not isinstance(settings, dict):
+        return None
+    dynamic = settings.get("coll_tuned_use_dynamic_rules")
+    if dynamic is None:   # a bool cvar that MPI_T does not hand out as an int: take the environment
+        try:
+            env = json.loads(run.attrs.get("environment") or "{}")
+        except (TypeError, ValueError):
+            env = {}
+        dynamic = str(env.get("OMPI_MCA_coll_tuned_use_dynamic_rules", "0")).lower() in ("1", "true")
+    if not dynamic:
+        return 0
+    return int(settings.get("coll_tuned_allreduce_algorithm", 0) or 0)
+
+
 def collective_points(runs, min_size=MIN_SIZE):
-    """[(backend, nnodes, nranks, size, time_s, link_gbit or None)] from collective runs."""
+    """[Point] from collective runs (out-of-place rows of at least min_size bytes)."""
     points = []
     for run in runs:
         table = run.table("collective")
@@ -138,15 +175,39 @@ def collective_points(runs, min_size=MIN_SIZE):
             raise ClusterError(f"run {run.id}: collective run attrs must include nnodes, nranks and "
                                f"backend (results/SCHEMA.md)")
         link = _link_gbit(run)
+        algorithm = _mpi_algorithm(run) if str(backend) == "mpi" else None
+        chunk = run.attrs.get("hfreduce_chunk_bytes")
         placement = table.get("placement")
         for i in range(len(size)):
             if size[i] < min_size or not np.isfinite(t[i]) or t[i] <= 0:
                 continue
             if placement is not None and str(placement[i]) != "out-of-place":
                 continue
-            points.append((str(backend), int(nnodes), int(nranks), float(size[i]), float(t[i]),
-                           float(link) if link is not None else None))
+            points.append(Point(str(backend), int(nnodes), int(nranks), float(size[i]), float(t[i]),
+                                float(link) if link is not None else None, algorithm,
+                                int(chunk) if chunk is not None else None))
     return points
+
+
+def emu_comparable(point):
+    """Why an emulated-cluster model cannot be held to this point, or None when it can."""
+    if point.backend not in ("mpi", "hfreduce"):
+        return f"backend {point.backend} (the emulated model knows mpi and hfreduce)"
+    if point.link_gbit is None:
+        return "not an emulated-cluster run (no shaped link rate recorded)"
+    if point.nnodes < 2:
+        return "one node (no link crossed)"
+    if point.backend == "mpi" and point.mpi_algorithm not in (None, RING):
+        return (f"Open MPI allreduce algorithm {point.mpi_algorithm} ({'its decision rules' if point.mpi_algorithm == 0 else 'not the ring'}); "
+                f"the model describes the ring (algorithm {RING})")
+    return None
+
+
+def emu_point_cluster(cluster, point):
+    """The description with what the run itself recorded (HFReduce's chunk) filled in."""
+    if point.backend == "hfreduce" and point.chunk_bytes:
+        return cluster.with_values({"allreduce.hfreduce.chunk_mib": point.chunk_bytes / (1 << 20)})
+    return cluster
 
 
 def _rate_gbit(value):
@@ -183,27 +244,34 @@ def _link_gbit(run):
     return None
 
 
+def emu_predict(cluster, point):
+    """predict_emu for one measured point, with the run's own link rate and chunk."""
+    return predict_emu(emu_point_cluster(cluster, point), point.nnodes, point.backend, point.size,
+                       link_gbit=point.link_gbit,
+                       ranks_per_node=max(1, point.nranks // max(1, point.nnodes)))
+
+
 def _emu_predict(cluster, point, eff, latency_us):
-    backend, nnodes, nranks, size, _t, link = point
-    key = "allreduce.mpi.step_latency_us" if backend == "mpi" else "emulation.link_latency_us"
+    key = "allreduce.mpi.step_latency_us" if point.backend == "mpi" else "emulation.link_latency_us"
     c = cluster.with_values({"emulation.tcp_efficiency": eff, key: latency_us})
-    return predict_emu(c, nnodes, "mpi" if backend == "mpi" else "hfreduce", size, link_gbit=link,
-                       ranks_per_node=max(1, nranks // max(1, nnodes)))["time_s"]
+    return emu_predict(c, point)["time_s"]
 
 
 def fit_emu(cluster, points):
-    """Least squares on log time over tcp efficiency (grid + refine) and latency per backend."""
-    backends = sorted({p[0] for p in points if p[0] in ("mpi", "hfreduce")})
+    """Least squares on log time over tcp efficiency (grid + refine) and latency per backend, on
+    the points the model describes (emu_comparable)."""
+    points = [p for p in points if emu_comparable(p) is None]
+    backends = sorted({p.backend for p in points})
     if not backends:
         return {}, [], None
-    pts = {b: [p for p in points if p[0] == b] for b in backends}
+    pts = {b: [p for p in points if p.backend == b] for b in backends}
 
     def solve(eff):
         total, lats = 0.0, {}
         for b in backends:
             base = np.array([_emu_predict(cluster, p, eff, 0.0) for p in pts[b]])
             slope = np.array([_emu_predict(cluster, p, eff, 1000.0) for p in pts[b]]) - base
-            meas = np.array([p[4] for p in pts[b]])
+            meas = np.array([p.time_s for p in pts[b]])
             # latency (per 1000 us) minimising squared relative error, clipped at >= 0
             w = 1.0 / meas ** 2
             denom = float(np.sum(w * slope * slope))
@@ -242,14 +310,14 @@ def fit_efficiency(cluster, points):
     """Elsewhere: one efficiency per backend, least squares on log time (golden-section search)."""
     updates, report = {}, []
     for backend, alg in (("hfreduce", "hfreduce"), ("nccl", "nccl")):
-        pts = [p for p in points if p[0] == backend and p[2] % cluster.gpus_per_node == 0]
+        pts = [p for p in points if p.backend == backend and p.nranks % cluster.gpus_per_node == 0]
         if not pts:
             continue
         key = f"allreduce.{backend}.efficiency"
 
         def score(eff, pts=pts, key=key, alg=alg):
             c = cluster.with_values({key: float(eff)})
-            return sum(math.log(predict(c, alg, p[2], p[3])["time_s"] / p[4]) ** 2 for p in pts)
+            return sum(math.log(predict(c, alg, p.nranks, p.size)["time_s"] / p.time_s) ** 2 for p in pts)
 
         grid = np.linspace(0.05, 1.0, 20)
         i = int(np.argmin([score(e) for e in grid]))

@@ -299,21 +299,34 @@ def test_calibrate_then_write_cluster(tmp_path):
     assert again.get("emulation.tcp_efficiency") == pytest.approx(0.9, rel=0.02)
 
 
-@pytest.mark.skipif(not os.environ.get("FFB_EMU_RESULTS"),
-                    reason="set FFB_EMU_RESULTS=results.h5 from `ffbench run --launcher emu` (2-6 nodes; "
-                           "with membw_bench in the same or another file listed with ':') to run check (2)")
 def test_check2_emulated_cluster_measurements():
-    files = os.environ["FFB_EMU_RESULTS"].split(":")
+    """Check (2) against real measurements: the committed emulated-cluster sweep
+    (results/reference-run.h5; FFB_EMU_RESULTS=a.h5:b.h5 checks other files). Only the memory
+    bandwidth is taken from the files; tcp efficiency and latencies stay the description's
+    assumptions (nothing fitted to the points checked), so this check can fail."""
+    default = os.path.join(ROOT, "results", "reference-run.h5")
+    files = os.environ.get("FFB_EMU_RESULTS", default).split(":")
     from ffbenchlib.model import compare_measured
     from ffbenchlib.models_calibrate import fit_membw, read_measurements
     emu = shipped("emu")
     found = read_measurements(files)
     if found["membw"]:                                    # measured memory bandwidth, nothing else
         emu = emu.with_values(fit_membw(found["membw"])[0])
-    rows = compare_measured(emu, files)
-    assert rows, "no mpi/hfreduce collective points in FFB_EMU_RESULTS"
-    bad = [r for r in rows if not r["within"]]
-    assert not bad, bad
+    skipped = {}
+    rows = compare_measured(emu, files, skipped=skipped)
+    assert rows, f"no emulated-cluster mpi ring / hfreduce points in {files} (skipped: {skipped})"
+    assert {r["nnodes"] for r in rows} == {2, 3, 4, 5, 6}
+    assert {r["backend"] for r in rows} == {"mpi", "hfreduce"}
+    outside = {(r["backend"], r["nnodes"], int(r["size"])) for r in rows if not r["within"]}
+    if "FFB_EMU_RESULTS" in os.environ:
+        assert not outside, outside
+        return
+    # The committed sweep's points the model misses, each explained in docs/models.md (check 2).
+    # Listed, not skipped: a listed point that starts to agree, or any new miss, fails the test.
+    known = {("hfreduce", 5, 1 << 20): "tbf burst hides the pipeline fill (model has no bucket)",
+             ("hfreduce", 6, 1 << 20): "same",
+             ("mpi", 2, 4 << 20): "Open MPI TCP: 2 MiB both ways on one connection runs at half rate"}
+    assert outside == set(known), sorted(outside ^ set(known))
 
 
 # ---- the command end to end and its errors ---------------------------------------------------------
