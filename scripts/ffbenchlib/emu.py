@@ -56,7 +56,12 @@ def rate_bits(rate):
 
 def tbf_burst_bytes(rate):
     """At least 256 KiB (smaller bursts reach about half the rate) and 4 ms worth of traffic."""
-    return int(max(256 * 1024, rate_bits(rate) / 8 * 0.004))
+    return burst_for_bits(rate_bits(rate))
+
+
+def burst_for_bits(bits_per_s):
+    """The token bucket `emu up` gives a link of this rate (the model reads it from here too)."""
+    return int(max(256 * 1024, bits_per_s / 8 * 0.004))
 
 
 def plan_state(name, nodes, link_rate):

@@ -33,6 +33,7 @@ NCCL tree: an intra-node chain (each GPU sends S up and S down) and the double b
 """
 import math
 
+from . import emu
 from .models_cluster import ClusterError
 from .models_sim import (closed_form_tree_allreduce, double_tree, simulate_tree_allreduce, tree_depth,
                          tree_parents)
@@ -175,12 +176,7 @@ def hfreduce(cluster, gpus, size=PAPER_SIZE, nvlink=False, simulate=False):
     res, roles, depth, eff, chunk, pipe = _hfreduce_inputs(cluster, n, size, nvlink, purpose)
     lam, bottleneck = _bottleneck(res)
     # pipelined tree time for chunks x chunk bytes, scaled to the exact size
-    # A few nodes: simulate the pipeline (exact for the model's stages, milliseconds to run); the
-    # closed form's hop term (2 + rho transfers per hop) is written for NIC-bound clusters at scale
-    # and over-states the fill of a handful of link-bound nodes (6 nodes, 4 MiB: +27% vs +9%).
-    small = n <= EMU_SIMULATE_MAX_NODES and pipe["chunks"] <= EMU_SIMULATE_MAX_CHUNKS
-    solver = simulate_tree_allreduce if small else closed_form_tree_allreduce
-    t_pipe = solver(**pipe) * size / (pipe["chunks"] * chunk)
+    t_pipe = closed_form_tree_allreduce(**pipe) * size / (pipe["chunks"] * chunk)
     t_bw = size * lam / eff
     lat_total = 2 * depth * pipe["latency"]
     out = _result("hfreduce_nvlink" if nvlink else "hfreduce", cluster, gpus, n, size, lam, bottleneck,
@@ -300,7 +296,7 @@ def predict(cluster, algorithm, gpus, size=PAPER_SIZE, simulate=False):
 
 def emu_parameters(cluster, membw_gbs=None, link_gbit=None):
     purpose = "the emulated-cluster model (predict_emu)"
-    return {
+    out = {
         "membw": (membw_gbs or cluster.req("host_memory.practical_gbs", purpose)) * GB,
         "link": (link_gbit or cluster.get("emulation.link_gbit") or cluster.req("nics.gbit", purpose))
         * 1e9 / 8,
@@ -309,6 +305,10 @@ def emu_parameters(cluster, membw_gbs=None, link_gbit=None):
         "copies": cluster.get("emulation.copies_per_network_byte", 4.0),
         "shared": bool(cluster.get("emulation.shared_host", False)),
     }
+    # tc tbf's bucket: what `ffbench emu up` configures for this rate unless the description says
+    burst = cluster.get("emulation.tbf_burst_bytes")
+    out["burst"] = float(burst) if burst is not None else float(emu.burst_for_bits(out["link"] * 8))
+    return out
 
 
 EMU_SIMULATE_MAX_NODES = 64
@@ -366,10 +366,13 @@ def predict_emu(cluster, nnodes, backend="hfreduce", size=64 * MIB, membw_gbs=No
             "t_red": c_t * lam_mem / eff, "t_out": c_t * lam_mem / eff}
     # A few nodes: simulate the pipeline (exact for the model's stages, milliseconds to run); the
     # closed form's hop term (2 + rho transfers per hop) is written for NIC-bound clusters at scale
-    # and over-states the fill of a handful of link-bound nodes (6 nodes, 4 MiB: +27% vs +9%).
+    # and over-states the fill of a handful of link-bound nodes (6 nodes, 4 MiB: -22% vs -8% measured).
     small = n <= EMU_SIMULATE_MAX_NODES and pipe["chunks"] <= EMU_SIMULATE_MAX_CHUNKS
-    solver = simulate_tree_allreduce if small else closed_form_tree_allreduce
-    t_pipe = solver(**pipe) * size / (pipe["chunks"] * chunk)
+    if small:   # the simulation also knows the links' token buckets
+        t_pipe = simulate_tree_allreduce(**pipe, burst_bytes=p["burst"])
+    else:
+        t_pipe = closed_form_tree_allreduce(**pipe)
+    t_pipe *= size / (pipe["chunks"] * chunk)
     t_bw = size * lam / eff
     lat_total = 2 * depth * latency
     return _result("hfreduce_emu", fake, gpus, n, size, lam, bottleneck, eff,

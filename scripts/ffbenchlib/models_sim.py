@@ -95,12 +95,34 @@ def double_tree(n):
     return trees, roles
 
 
-def simulate_tree_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out, trees=2):
+class _Port:
+    """One direction of a link: rate `bw`, optionally behind a token bucket of `burst` bytes (tc
+    tbf on the emulated cluster: after an idle spell, up to `burst` bytes leave at once)."""
+    __slots__ = ("bw", "burst", "free", "tokens")
+
+    def __init__(self, bw, burst):
+        self.bw, self.burst, self.free, self.tokens = bw, burst, 0.0, burst
+
+    def pass_time(self, start, nbytes):
+        """Time `nbytes` spend in this port when they reach it at `start` (>= self.free)."""
+        if not self.burst:
+            return nbytes / self.bw
+        tokens = min(self.burst, self.tokens + (start - self.free) * self.bw)
+        if tokens >= nbytes:
+            self.tokens = tokens - nbytes
+            return 0.0
+        self.tokens = 0.0
+        return (nbytes - tokens) / self.bw
+
+
+def simulate_tree_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out, trees=2,
+                            burst_bytes=0):
     """Simulated time (s) of a pipelined (double) binary tree allreduce over n nodes.
 
     chunks: pieces per tree; chunk_bytes: bytes per piece; bw: NIC bytes/s per direction;
     latency: s per message; t_in/t_red/t_out: node service times per piece (see module doc).
     trees: 2 = double binary tree, 1 = tree 0 alone (carrying all the pieces).
+    burst_bytes: token bucket of every port (0: none), full at the start.
     """
     if n == 1:
         # no network: pieces go in, get reduced locally, come out
@@ -109,13 +131,24 @@ def simulate_tree_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_
             busy_in += t_in
             busy_out = max(busy_out, busy_in) + t_out
         return busy_out
-    tx_time = chunk_bytes / bw
+    tx_port = [_Port(bw, burst_bytes) for _ in range(n)]
+    rx_port = [_Port(bw, burst_bytes) for _ in range(n)]
+
+    def transfer(src, dst, now):
+        """Send one piece src -> dst when it is ready at `now`; returns its arrival time."""
+        tx, rx = tx_port[src], rx_port[dst]
+        start = now if now > tx.free else tx.free
+        tx_done = start + tx.pass_time(start, chunk_bytes)
+        tx.free = tx_done
+        rx_start = start + latency if start + latency > rx.free else rx.free
+        arrive = max(tx_done + latency, rx_start + rx.pass_time(rx_start, chunk_bytes))
+        rx.free = arrive
+        return arrive
+
     structs = []
     for t in range(trees):
         parent = tree_parents(n, t)
         structs.append((parent, tree_children(parent)))
-    tx_free = [0.0] * n
-    rx_free = [0.0] * n
     cpu_free = [0.0] * n
     h2d_free = [0.0] * n
     # per (tree, node): next chunk index and count of inputs ready for that chunk (own + children)
@@ -158,19 +191,11 @@ def simulate_tree_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_
                 push(heap, (now, seq, 2, t, v, i, 0))
                 seq += 1
                 continue
-            start = now if now > tx_free[v] else tx_free[v]
-            tx_free[v] = start + tx_time
-            arrive = max(start + latency, rx_free[p]) + tx_time
-            rx_free[p] = arrive
-            push(heap, (arrive, seq, 0, t, p, i, 1))
+            push(heap, (transfer(v, p, now), seq, 0, t, p, i, 1))
             seq += 1
         else:
             for c in children[v]:
-                start = now if now > tx_free[v] else tx_free[v]
-                tx_free[v] = start + tx_time
-                arrive = max(start + latency, rx_free[c]) + tx_time
-                rx_free[c] = arrive
-                push(heap, (arrive, seq, 2, t, c, i, 0))
+                push(heap, (transfer(v, c, now), seq, 2, t, c, i, 0))
                 seq += 1
             start = now if now > h2d_free[v] else h2d_free[v]
             h2d_free[v] = start + t_out
