@@ -182,7 +182,8 @@ def plot_busbw_vs_nodes(points, curves, path):
 # ---- storage plots --------------------------------------------------------------------------
 
 def storage_table(runs):
-    rows = [r for r in resmod.storage_rows(runs)]
+    # fio-crosscheck's own storage_bench runs (label crosscheck:CASE:RUN) have their section
+    rows = [r for r in resmod.storage_rows(runs) if not str(r["label"]).startswith("crosscheck:")]
     rows = _latest_by(rows, lambda r: (r["series"], r["ranks"], r["nodes"]))
     return [r for r in rows if int(r.get("rep", 0) or 0) == 0]
 
@@ -232,6 +233,37 @@ def plot_storage(rows, tput_path, lat_path):
 
 
 # ---- markdown ---------------------------------------------------------------------------------
+
+def crosscheck_section(runs):
+    """storage_bench against fio, side by side in one run (scripts/fio-crosscheck)."""
+    lines = []
+    for run in runs:
+        if run.attrs.get("kind") != "crosscheck" or "crosscheck" not in run.tables:
+            continue
+        t = run.tables["crosscheck"]
+        if not lines:
+            lines += ["## storage_bench against fio (measured)", "",
+                      "`scripts/fio-crosscheck`: the equivalent fio job beside each storage_bench case, "
+                      "alternating (ABBA) on the same directory, one process, medians of the runs; "
+                      "ratio = storage_bench / fio (the target: within 5%), paired = median of the "
+                      "per-run ratios. Method and pitfalls: docs/storage_bench.md.", ""]
+        lines += [f"{run.attrs.get('dir', '?')} ({run.attrs.get('fs_type', '?')}), "
+                  f"{fmt_size(int(run.attrs.get('size_bytes', 0) or 0))} per run, "
+                  f"{run.attrs.get('runs', '?')} runs per tool, {run.attrs.get('fio_version', 'fio')}, "
+                  f"{str(run.attrs.get('date', ''))[:10]}"
+                  + (f" ({run.attrs['note']})" if run.attrs.get("note") else "") + ":", ""]
+        paired = t.get("paired_ratio")
+        body = []
+        for i, case in enumerate(t["case"]):
+            case = case.decode() if isinstance(case, bytes) else str(case)
+            body.append([case, _f(float(t["storage_bench_bw"][i])), _f(float(t["fio_bw"][i])),
+                         f"{float(t['ratio'][i]):.3f}",
+                         "-" if paired is None else f"{float(paired[i]):.3f}",
+                         "yes" if int(t["within_tolerance"][i]) else "NO"])
+        lines += _md_table(["case", "storage_bench GB/s", "fio GB/s", "ratio", "paired",
+                            "within 5%"], body) + [""]
+    return lines
+
 
 def _md_table(head, body):
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -581,6 +613,7 @@ def build_report(paths, out_dir, md_path, reference):
     else:
         lines += ["## Storage workloads", "", "No storage results in these files.", ""]
 
+    lines += crosscheck_section(runs)
     lines += ddp_section(paths, out_dir, rel, figures)
     lines += ceilings_section(runs, series)
     lines += models_section(runs, paths)

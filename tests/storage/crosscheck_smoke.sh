@@ -24,6 +24,8 @@ with h5py.File(sys.argv[1], "r") as f:
     cc = [f["runs"][r] for r in f["runs"] if f["runs"][r].attrs["kind"] in ("crosscheck", b"crosscheck")][0]
     ratio = cc["crosscheck"]["ratio"][:]
     assert len(ratio) == 2 and all(r > 0 for r in ratio), ratio
+    paired = cc["crosscheck"]["paired_ratio"][:]
+    assert len(paired) == 2 and all(r > 0 for r in paired), paired
 print("crosscheck stored:", list(ratio))
 PY
 [ -z "$(ls -A "$work/data")" ] || { echo "FAIL: left behind: $(ls -A "$work/data")"; exit 1; }
