@@ -151,7 +151,8 @@ class EmuLauncher:
                "--mca", "oob_tcp_if_include", iface,
                "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1",
                # recorded with the results (environment attr): the model reads the shaped rate
-               "-x", f"FFB_EMU_LINK_RATE={state['link_rate']}"]
+               "-x", f"FFB_EMU_LINK_RATE={state['link_rate']}",
+               "-x", f"FFB_EMU_CONGESTION={state.get('congestion', 'system')}"]
         if point.ranks_per_node > cpu_count():
             cmd.append("--oversubscribe")
         cmd += _export_flags(point.env) + point.mpirun_args + [program_abs] + args

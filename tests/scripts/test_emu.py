@@ -1,6 +1,7 @@
 """The emulated cluster: `ffbench emu up 3` (network namespaces, shaped veth links), MPI and
 HFReduce across the namespaces through `--launcher emu`, and `emu down` removing everything.
 Needs root; skipped with the reason otherwise."""
+import json
 import os
 import shutil
 import subprocess
@@ -52,6 +53,9 @@ def test_bad_arguments():
     assert res.returncode == 2 and "N = 0" in res.stderr
     res = ffbench("emu", "up", "2", "--name", "Bad_Name")
     assert res.returncode == 2 and "--name" in res.stderr
+    res = ffbench("emu", "up", "2", "--congestion", "bogus", "--name", NAME)
+    assert res.returncode == 2 and "--congestion 'bogus'" in res.stderr
+    assert NAME not in netns()
 
 
 @pytest.fixture()
@@ -76,6 +80,10 @@ def cluster():
 def test_up_run_down(cluster, tmp_path):
     up_text, before = cluster
     assert f"cluster '{NAME}' up: 3 node(s)" in up_text and "1gbit" in up_text
+    assert "congestion control cubic" in up_text
+    route = subprocess.run(["ip", "-n", f"{NAME}-node2", "route", "show"], capture_output=True,
+                           text=True).stdout
+    assert "congctl cubic" in route, route
     names = netns()
     for k in (1, 2, 3):
         assert f"{NAME}-node{k}" in names
@@ -129,6 +137,8 @@ collectives:
         assert list(r.attrs["hosts"]) == [f"{NAME}-node{k}" for k in range(1, n + 1)]
         assert r.attrs["status"] == "complete"
         assert int(r.tables["collective"]["wrong"].max()) == 0
+        env = json.loads(r.attrs["environment"])     # what the model reads back (check 2)
+        assert env["FFB_EMU_LINK_RATE"] == "1gbit" and env["FFB_EMU_CONGESTION"] == "cubic"
     assert sorted(int(r.attrs["nnodes"]) for r in runs if r.attrs["program"] ==
                   "mpi_allreduce_bench") == [2, 3]
 
