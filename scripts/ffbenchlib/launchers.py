@@ -150,6 +150,12 @@ class EmuLauncher:
                "--mca", "btl", "tcp,self,vader", "--mca", "btl_tcp_if_include", iface,
                "--mca", "oob_tcp_if_include", iface,
                "--bind-to", "none", "--mca", "mpi_yield_when_idle", "1",
+               # Open MPI's TCP transport sends a large message's "put" as one fragment of up to
+               # 2 GiB; while the same connection carries data the other way it then stalled at
+               # about half the link rate (2-node rings at 2-32 MiB, 0.06-0.07 instead of 0.12
+               # GB/s at 1 gbit). 128 KiB fragments interleave: every ring and HFReduce point at
+               # the link rate (docs/models.md, check 2).
+               "--mca", "btl_tcp_rdma_pipeline_frag_size", "131072",
                # recorded with the results (environment attr): the model reads the shaped rate
                "-x", f"FFB_EMU_LINK_RATE={state['link_rate']}",
                "-x", f"FFB_EMU_CONGESTION={state.get('congestion', 'system')}"]

@@ -334,14 +334,8 @@ def test_check2_emulated_cluster_measurements():
     assert rows, f"no emulated-cluster mpi ring / hfreduce points in {files} (skipped: {skipped})"
     assert {r["nnodes"] for r in rows} == {2, 3, 4, 5, 6}
     assert {r["backend"] for r in rows} == {"mpi", "hfreduce"}
-    outside = {(r["backend"], r["nnodes"], int(r["size"])) for r in rows if not r["within"]}
-    if "FFB_EMU_RESULTS" in os.environ:
-        assert not outside, outside
-        return
-    # The committed sweep's points the model misses, each explained in docs/models.md (check 2).
-    # Listed, not skipped: a listed point that starts to agree, or any new miss, fails the test.
-    known = {("mpi", 2, 4 << 20): "Open MPI TCP: 2 MiB both ways on one connection at half rate"}
-    assert outside == set(known), sorted(outside ^ set(known))
+    bad = [r for r in rows if not r["within"]]
+    assert not bad, bad
 
 
 # ---- the command end to end and its errors ---------------------------------------------------------
