@@ -201,8 +201,8 @@ def up(name, nodes, link_rate, congestion=DEFAULT_CONGESTION):
             _run(["ip", "-n", host, "addr", "add", f"{addr}/{PREFIX_LEN}", "dev", IFACE])
             _run(["ip", "-n", host, "link", "set", IFACE, "up"])
             if congestion != "system":
-                # Per route, so the machine's default (a sysctl shared with the root namespace
-                # here) stays as it is. This VM defaults to bbr: HFReduce's tree edges (data both
+                # Per route: new namespaces start from the machine's default, and writing the
+                # sysctl inside them is refused here (EPERM); the machine's setting stays as it is. This VM defaults to bbr: HFReduce's tree edges (data both
                 # ways on one connection) then reached 0.04-0.05 GB/s on 6 nodes at 1 gbit,
                 # against 0.06 (the link) with cubic, Linux's usual default; MPI rings alike.
                 _run(["ip", "-n", host, "route", "replace", f"{SUBNET_PREFIX}0/{PREFIX_LEN}",
