@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import re
+from typing import NamedTuple
 
 import yaml
 
@@ -454,25 +455,40 @@ def _expand_collective(chk, entry, where, sweep):
     axes = _sweep_axes(chk, entry.get("sweep"), f"{where}.sweep")
     variants = _variants(chk, entry, where)
     points = []
+    for c in _combinations(variants, shapes, axes, options, env, specs):
+        name = _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape,
+                           _size_tag(c.spec) if len(specs) > 1 else "")
+        points.append(Point(
+            name, "collective", program, c.ranks, c.nodes, c.rpn,
+            _size_args(c.spec) + fixed + _option_args(c.options), c.env, requires, launchers,
+            timeout, mpi, sweep.mpirun_args + c.variant["mpirun_args"],
+            meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
+                  "section": "collectives"}))
+    return points
+
+
+class _Combination(NamedTuple):
+    variant: dict
+    ranks: int
+    nodes: int
+    rpn: int
+    spec: object
+    axis: dict
+    options: dict   # entry options, then the variant's, then the sweep axis' (later wins)
+    env: dict       # entry environment, then the variant's
+    shape: str      # r<ranks> on one node, n<nodes>x<ranks per node> across nodes
+
+
+def _combinations(variants, shapes, axes, options, env, specs=(None,)):
+    """Every point of an entry, in the order points are listed: variant, shape, size spec, axis."""
     for variant in variants:
         for ranks, nodes, rpn in shapes:
             for spec in specs:
                 for axis in axes:
-                    opts = dict(options)
-                    opts.update(variant["options"])
-                    opts.update(axis)
-                    venv = dict(env)
-                    venv.update(variant["env"])
-                    shape = f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}"
-                    name = _point_name(base, variant["name"], _opt_tag(axis), shape,
-                                       _size_tag(spec) if len(specs) > 1 else "")
-                    points.append(Point(
-                        name, "collective", program, ranks, nodes, rpn,
-                        _size_args(spec) + fixed + _option_args(opts), venv, requires, launchers,
-                        timeout, mpi, sweep.mpirun_args + variant["mpirun_args"],
-                        meta={"series": _point_name(base, variant["name"], _opt_tag(axis)),
-                              "section": "collectives"}))
-    return points
+                    yield _Combination(variant, ranks, nodes, rpn, spec, axis,
+                                       {**options, **variant["options"], **axis},
+                                       {**env, **variant["env"]},
+                                       f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}")
 
 
 def _expand_storage(chk, section, sweep):
@@ -510,24 +526,16 @@ def _expand_storage(chk, section, sweep):
         axes = _sweep_axes(chk, wl.get("sweep", top_axes), f"{w}.sweep")
         variants = _variants(chk, wl, w)
         base = chk.name(wl.get("name", f"storage.{workload}"), f"{w}.name")
-        for variant in variants:
-            for ranks, nodes, rpn in shapes:
-                for axis in axes:
-                    o = dict(opts)
-                    o.update(variant["options"])
-                    o.update(axis)
-                    venv = dict(env)
-                    venv.update(variant["env"])
-                    shape = f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}"
-                    name = _point_name(base, variant["name"], _opt_tag(axis), shape)
-                    dir_arg = "{dir}" if d == "tmp" else os.path.abspath(os.path.expanduser(d))
-                    points.append(Point(
-                        name, "storage", program, ranks, nodes, rpn,
-                        [workload] + _option_args(o) + [dir_arg], venv, requires, launchers,
-                        timeout, True, sweep.mpirun_args + variant["mpirun_args"],
-                        storage_tmp=(d == "tmp"),
-                        meta={"series": _point_name(base, variant["name"], _opt_tag(axis)),
-                              "section": "storage", "workload": workload}))
+        dir_arg = "{dir}" if d == "tmp" else os.path.abspath(os.path.expanduser(d))
+        for c in _combinations(variants, shapes, axes, opts, env):
+            points.append(Point(
+                _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "storage",
+                program, c.ranks, c.nodes, c.rpn,
+                [workload] + _option_args(c.options) + [dir_arg], c.env, requires, launchers,
+                timeout, True, sweep.mpirun_args + c.variant["mpirun_args"],
+                storage_tmp=(d == "tmp"),
+                meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
+                      "section": "storage", "workload": workload}))
     return points
 
 
@@ -546,21 +554,13 @@ def _expand_probe(chk, entry, where, sweep):
     axes = _sweep_axes(chk, entry.get("sweep"), f"{where}.sweep")
     variants = _variants(chk, entry, where)
     points = []
-    for variant in variants:
-        for ranks, nodes, rpn in shapes:
-            for axis in axes:
-                opts = dict(options)
-                opts.update(variant["options"])
-                opts.update(axis)
-                venv = dict(env)
-                venv.update(variant["env"])
-                shape = f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}"
-                points.append(Point(
-                    _point_name(base, variant["name"], _opt_tag(axis), shape), "probe", program,
-                    ranks, nodes, rpn, _option_args(opts), venv, requires, launchers, timeout, mpi,
-                    sweep.mpirun_args + variant["mpirun_args"],
-                    meta={"series": _point_name(base, variant["name"], _opt_tag(axis)),
-                          "section": "probes"}))
+    for c in _combinations(variants, shapes, axes, options, env):
+        points.append(Point(
+            _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "probe", program,
+            c.ranks, c.nodes, c.rpn, _option_args(c.options), c.env, requires, launchers, timeout,
+            mpi, sweep.mpirun_args + c.variant["mpirun_args"],
+            meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
+                  "section": "probes"}))
     return points
 
 
