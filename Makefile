@@ -40,11 +40,13 @@ build: configure
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure $(CTEST_FLAGS)
 
-# A fresh measurement each time (the previous file is kept as results/local.<date>.h5); the sweep
-# ends by printing the comparison with the paper's reference numbers.
+# A fresh measurement each time (the previous file is kept as results/local.<date>.h5), the report,
+# then the verdict against the paper, normalised by this machine's own limits (<= 20 lines). A
+# FAIL verdict is a result, not an error of the bench: only exit statuses above 1 stop make.
 bench: build
-	scripts/ffbench run configs/sweeps/local.yaml --output results/local.h5 --fresh
+	scripts/ffbench run configs/sweeps/local.yaml --output results/local.h5 --fresh --no-compare
 	scripts/ffbench report results/local.h5 --out results/local-report
+	@scripts/ffbench compare results/local.h5 || [ $$? -eq 1 ]
 
 # REPORT.md from the results committed under results/ (see results/README.md).
 report: deps

@@ -17,10 +17,37 @@ import yaml
 from . import results as resmod
 from .cli import UsageError
 
-REFERENCE_KINDS = ("collective", "collective_ratio", "storage", "ceiling", "probe", "gemm", "pcie",
-                   "ddp", "model", "graysort", "fleet")
+REFERENCE_KINDS = ("collective", "collective_ratio", "storage", "ceiling", "gemm", "pcie", "ddp",
+                   "model", "graysort", "fleet", "normalised")
 REF_KEYS = ("id", "quantity", "kind", "metric", "value", "unit", "lower", "upper", "match",
-            "conditions", "denominator", "source", "note", "table", "also")
+            "conditions", "denominator", "source", "note", "table", "also",
+            # twins (kind: normalised)
+            "capability", "paper", "tolerance", "denominator_source", "twin_of", "needs", "proxy")
+# What each raw kind can compare, with the unit of the results column (results/SCHEMA.md).
+# Storage also offers bw_<op>, bw_<op>_per_node (GB/s) and ops_rate_<op> (ops/s).
+RAW_METRICS = {
+    "collective": {"busbw": "GB/s", "algbw": "GB/s", "time": "us", "time_p50": "us",
+                   "time_p99": "us"},
+    "collective_ratio": {"busbw": "x", "algbw": "x", "time": "x"},
+    "storage": {"bw": "GB/s", "bw_per_node": "GB/s", "bw_data": "GB/s", "bw_first_done": "GB/s",
+                "bw_last_done": "GB/s", "ops_rate": "ops/s", "lat_p50": "us", "lat_p99": "us",
+                "lat_p999": "us", "lat_mean": "us"},
+    "ceiling": {"host_membw": "GB/s", "hfreduce_memory_ceiling": "GB/s",
+                "hfreduce_memory_ceiling_nvlink": "GB/s", "hfreduce_memory_ceiling_memcpy": "GB/s"},
+    "gemm": {"tflops": "TFLOPS", "time": "us"},
+    "pcie": {"bandwidth": "GB/s", "bandwidth_min_transfer": "GB/s",
+             "bandwidth_max_transfer": "GB/s"},
+    "ddp": {"step_time": "s", "step_time_p50": "s", "step_time_p99": "s", "samples_per_s":
+            "samples/s", "overlap": "1", "exposed_comm": "s", "weak_scaling_efficiency": "1"},
+    "model": {"switches": "count", "node_power": "W", "total_price": "rel", "network_price": "rel",
+              "server_price": "rel", "node_price_ratio": "1", "relative_performance": "1",
+              "cost_performance": "1", "total_price_ratio": "1", "busbw": "GB/s",
+              "algbw": "GB/s"},
+    "graysort": {"throughput": "TiB/min"},
+    "fleet": {"share": "%", "count": "1/year", "interval": "s"},
+}
+_STORAGE_OP_METRIC = re.compile(r"(bw_[a-z]+(_per_node)?|ops_rate_[a-z]+)$")
+_DIMENSIONLESS = {"1", "x"}
 PASS, FAIL, NC = "PASS", "FAIL", "not comparable"
 MODEL_KINDS = ("model", "ceiling")  # their "measured" column is model output, and says so
 
@@ -43,6 +70,18 @@ class Reference:
         self.table = d.get("table")
         also = d.get("also") or []
         self.also = [also] if isinstance(also, str) else list(also)
+        self.capability = d.get("capability") or self.quantity
+        self.paper = d.get("paper") or {}
+        self.tolerance = d.get("tolerance", "")
+        self.denominator_source = d.get("denominator_source")
+        self.twin_of = list(d.get("twin_of") or [])
+        self.needs = list(d.get("needs") or [self.match])
+        self.proxy = d.get("proxy", "")
+        self.twins = []   # ids of the twins that carry this raw reference across hardware
+
+    @property
+    def is_twin(self):
+        return self.kind == "normalised"
 
     def bounds(self):
         lo = self.value * (1 + self.lower) if self.lower is not None else -math.inf
@@ -59,50 +98,162 @@ def load_reference(path):
     if not os.path.exists(path):
         raise UsageError(f"--reference {path}: no such file (references live in configs/reference/)")
     try:
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise UsageError(f"{path}: not valid YAML" + (f" at line {mark.line + 1}" if mark else "")
                          ) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text; save the reference file as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read ({exc.strerror})") from None
     if not isinstance(data, dict) or not isinstance(data.get("references"), list):
         raise UsageError(f"{path}: key 'references': expected a list of references (see "
                          f"configs/reference/README.md)")
     refs, seen = [], set()
     for i, d in enumerate(data["references"]):
         where = f"{path}: key 'references[{i}]"
-        if not isinstance(d, dict):
-            raise UsageError(f"{where}': expected a mapping with id, kind, metric, value, unit")
-        for k in d:
-            if k not in REF_KEYS:
-                raise UsageError(f"{where}.{k}': unknown key; expected one of {', '.join(REF_KEYS)}")
-        for k in ("id", "kind", "metric", "value", "unit"):
-            if k not in d:
-                raise UsageError(f"{where}.{k}': missing; every reference needs id, kind, metric, "
-                                 f"value and unit")
-        if d["kind"] not in REFERENCE_KINDS:
-            raise UsageError(f"{where}.kind': expected one of {', '.join(REFERENCE_KINDS)}, got "
-                             f"{d['kind']!r}")
-        if isinstance(d["value"], bool) or not isinstance(d["value"], (int, float)):
-            raise UsageError(f"{where}.value': expected a number, got {d['value']!r}")
-        for k in ("lower", "upper"):
-            v = d.get(k)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise UsageError(f"{where}.{k}': expected a fraction such as -0.2 or null, got {v!r}")
-        if d.get("lower") is not None and d["lower"] > 0:
-            raise UsageError(f"{where}.lower': expected a fraction <= 0 (ReFrame style), got "
-                             f"{d['lower']!r}")
-        if d.get("upper") is not None and d["upper"] < 0:
-            raise UsageError(f"{where}.upper': expected a fraction >= 0 (ReFrame style), got "
-                             f"{d['upper']!r}")
-        for k in ("match", "conditions", "denominator"):
-            if k in d and not isinstance(d[k], dict):
-                raise UsageError(f"{where}.{k}': expected a mapping of condition: value")
+        _check_entry(d, where)
         if d["id"] in seen:
             raise UsageError(f"{where}.id': duplicate id {d['id']!r}")
         seen.add(d["id"])
         refs.append(Reference(d))
+    _link_twins(path, refs)
     return data, refs
+
+
+def _check_entry(d, where):
+    """One line naming the key for anything a reference entry gets wrong."""
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}': expected a mapping with id, kind, metric, value, unit")
+    for k in d:
+        if k not in REF_KEYS:
+            raise UsageError(f"{where}.{k}': unknown key; expected one of {', '.join(REF_KEYS)}")
+    for k in ("id", "kind", "metric", "value", "unit"):
+        if k not in d:
+            raise UsageError(f"{where}.{k}': missing; every reference needs id, kind, metric, "
+                             f"value and unit")
+    if d["kind"] not in REFERENCE_KINDS:
+        raise UsageError(f"{where}.kind': expected one of {', '.join(REFERENCE_KINDS)}, got "
+                         f"{d['kind']!r}")
+    if isinstance(d["value"], bool) or not isinstance(d["value"], (int, float)):
+        raise UsageError(f"{where}.value': expected a number, got {d['value']!r}")
+    for k in ("lower", "upper"):
+        v = d.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise UsageError(f"{where}.{k}': expected a fraction such as -0.2 or null, got {v!r}")
+    if d.get("lower") is not None and d["lower"] > 0:
+        raise UsageError(f"{where}.lower': expected a fraction <= 0 (ReFrame style), got "
+                         f"{d['lower']!r}")
+    if d.get("upper") is not None and d["upper"] < 0:
+        raise UsageError(f"{where}.upper': expected a fraction >= 0 (ReFrame style), got "
+                         f"{d['upper']!r}")
+    for k in ("match", "conditions", "denominator"):
+        if k in d and not isinstance(d[k], dict):
+            raise UsageError(f"{where}.{k}': expected a mapping of condition: value")
+        if isinstance(d.get(k), dict):
+            d[k] = {c: _condition_value(v, f"{where}.{k}.{c}'") for c, v in d[k].items()}
+    if d["kind"] == "normalised":
+        _check_twin(d, where)
+    else:
+        _check_raw_metric(d, where)
+
+
+SIZE_KEYS = ("size", "transfer", "block", "bytes", "chunk", "block_size", "ckpt_size")
+
+
+def _condition_value(v, where):
+    """Sizes with K/M/G suffixes anywhere a number is expected ({min: 1K}, size: 4M); non-numbers
+    refused."""
+    from .config import ConfigError, parse_size
+    if isinstance(v, list):
+        return [_condition_value(x, where) for x in v]
+    if not isinstance(v, dict):
+        key = where.rstrip("'").rsplit(".", 1)[-1]
+        if isinstance(v, str) and key in SIZE_KEYS:
+            try:
+                return parse_size(v, "")
+            except ConfigError:
+                raise UsageError(f"{where[:-1]}': expected a size such as 4096, 4K or 184M, got "
+                                 f"{v!r}") from None
+        return v
+    out = dict(v)
+    for k in ("min", "max"):
+        if k not in v:
+            continue
+        x = v[k]
+        if isinstance(x, bool) or not isinstance(x, (int, float, str)):
+            raise UsageError(f"{where[:-1]}.{k}': expected a number or a size such as 1K or 64M, "
+                             f"got {x!r}")
+        if isinstance(x, str):
+            try:
+                out[k] = parse_size(x, "")
+            except ConfigError:
+                raise UsageError(f"{where[:-1]}.{k}': expected a number or a size such as 1K or "
+                                 f"64M, got {x!r}") from None
+    unknown = [k for k in v if k not in ("min", "max", "contains")]
+    if unknown:
+        raise UsageError(f"{where[:-1]}.{unknown[0]}': expected min, max or contains")
+    return out
+
+
+def _check_raw_metric(d, where):
+    known = RAW_METRICS.get(d["kind"], {})
+    metric, unit = d["metric"], str(d["unit"])
+    if d["kind"] == "storage" and _STORAGE_OP_METRIC.match(str(metric)):
+        want = "ops/s" if str(metric).startswith("ops_rate") else "GB/s"
+    elif metric in known:
+        want = known[metric]
+    else:
+        raise UsageError(f"{where}.metric': {metric!r} is not a {d['kind']} metric; expected one "
+                         f"of {', '.join(known) or '(none)'}")
+    if unit != want and not (unit in _DIMENSIONLESS and want in _DIMENSIONLESS):
+        raise UsageError(f"{where}.unit': {unit!r} does not match the results column "
+                         f"{metric!r} ({want!r}); write unit: {want}")
+
+
+def _check_twin(d, where):
+    from . import twins
+    metric = d["metric"]
+    if metric not in twins.METRICS:
+        raise UsageError(f"{where}.metric': {metric!r} is not a normalised metric; expected one of "
+                         f"{', '.join(twins.METRICS)}")
+    unit, source, _ = twins.METRICS[metric]
+    if str(d["unit"]) != unit:
+        raise UsageError(f"{where}.unit': {d['unit']!r} does not match {metric} ({unit!r}); write "
+                         f"unit: {unit!r}")
+    if not d.get("denominator_source"):
+        raise UsageError(f"{where}.denominator_source': missing; a twin names where our "
+                         f"denominator comes from ({source} for {metric})")
+    if d["denominator_source"] != source:
+        raise UsageError(f"{where}.denominator_source': {d['denominator_source']!r} is not how "
+                         f"{metric} is normalised; write denominator_source: {source}")
+    paper = d.get("paper")
+    if not isinstance(paper, dict) or _num(paper.get("value")) is None \
+            or _num(paper.get("limit")) is None or not paper.get("limit"):
+        raise UsageError(f"{where}.paper': expected {{value: N, limit: N, text: ...}}: the paper's "
+                         f"value and the limit of its own hardware it is divided by")
+    expect = paper["value"] / paper["limit"]
+    if abs(d["value"] - expect) > 0.01 * abs(expect) + 1e-9:
+        raise UsageError(f"{where}.value': {d['value']!r} is not paper.value / paper.limit = "
+                         f"{expect:.4g}")
+    for k in ("twin_of", "needs"):
+        if k in d and not isinstance(d[k], list):
+            raise UsageError(f"{where}.{k}': expected a list")
+    for i, n in enumerate(d.get("needs") or []):
+        if not isinstance(n, dict):
+            raise UsageError(f"{where}.needs[{i}]': expected a mapping such as "
+                             f"{{program: membw_bench}}")
+
+
+def _link_twins(path, refs):
+    by_id = {r.id: r for r in refs}
+    for r in refs:
+        for raw in r.twin_of:
+            if raw not in by_id:
+                raise UsageError(f"{path}: key '{r.id}.twin_of': no reference with id {raw!r}")
+            by_id[raw].twins.append(r.id)
 
 
 # ---- rows the references are matched against -------------------------------------------------
@@ -205,6 +356,30 @@ def generic_rows(runs, kind, table=None):
     return rows
 
 
+def gemm_rows(runs):
+    """gemm_bench rows (type, n, tflops, device) with gpu_model = the device's model name."""
+    from .twins import gpu_model_of
+    rows = [r for r in generic_rows(runs, "probe", "gemm") if r["run"].attrs.get("program")
+            == "gemm_bench"]
+    for r in rows:
+        r["gpu_model"] = gpu_model_of(r.get("device", ""))
+    return rows
+
+
+def pcie_rows(runs):
+    """pcie_bench rows joined with their GPUs' links: direction, memory, scenario (alone, root
+    port, all), gpus_on_port, pcie_gen, lanes, bandwidth (GB/s), gpu_model, cpu."""
+    from .twins import pcie_link_efficiency
+    rows = []
+    for e in pcie_link_efficiency(runs)[0]:
+        run = e.extra["run"]
+        r = dict(e.fields)
+        r.update(bandwidth=e.extra["bandwidth"], link_gbps=e.extra["link_gbps"], run=run,
+                 cpu=run.attrs.get("cpu_model", ""), _date=run.attrs.get("date", ""))
+        rows.append(r)
+    return rows
+
+
 def rows_for(kind, runs, cache, table=None):
     key = (kind, table)
     if key not in cache:
@@ -214,6 +389,10 @@ def rows_for(kind, runs, cache, table=None):
             cache[key] = storage_rows(runs)
         elif kind == "ceiling":
             cache[key] = ceiling_rows(runs)
+        elif kind == "gemm":
+            cache[key] = gemm_rows(runs)
+        elif kind == "pcie":
+            cache[key] = pcie_rows(runs)
         else:
             cache[key] = generic_rows(runs, kind, table)
     return cache[key]
@@ -318,6 +497,8 @@ class Row:
         self.measured = measured
         self.detail = detail
         self.where = where
+        self.pair = None   # (old row, new row) in results-file mode
+        self.shows = ""    # what a difference shows: hardware, software, undetermined
 
     @property
     def ratio(self):
@@ -365,8 +546,13 @@ def evaluate(ref, runs, cache):
     reasons = [m[1] for m in mismatches(ref.conditions, best)]
     if not reasons:
         reasons = [f"metric '{ref.metric}' not recorded in the results"]
-    return Row(ref, NC, metric_of(best, ref.metric), "; ".join(reasons + _also(ref, best, False)),
-               _where(best))
+    return Row(ref, NC, metric_of(best, ref.metric),
+               "; ".join(reasons + _also(ref, best, False) + _twin_hint(ref)), _where(best))
+
+
+def _twin_hint(ref):
+    """A raw row that is not comparable names the twin that carries it across hardware."""
+    return [f"across hardware see twin {', '.join(ref.twins)}"] if ref.twins else []
 
 
 def _also(ref, row, comparable):
@@ -404,13 +590,17 @@ def _evaluate_ratio(ref, covered_num, all_rows):
         mm = [m[1] for m in mismatches(ref.conditions, best)]
         if mm:
             reasons.append(f"{side}: " + "; ".join(mm))
-    return Row(ref, NC, None, " | ".join(reasons) or "no pair of rows with equal conditions")
+    detail = " | ".join(reasons) or "no pair of rows with equal conditions"
+    return Row(ref, NC, None, "; ".join([detail] + _twin_hint(ref)))
 
 
 def compare_reference(runs, refs):
+    """Rows of the raw (not normalised) references; twins are verdict.verdicts' job."""
     cache = {}
     rows, uncovered = [], []
     for ref in refs:
+        if ref.is_twin:
+            continue
         row = evaluate(ref, runs, cache)
         if row is None:
             uncovered.append(ref)
@@ -481,7 +671,9 @@ def compare_files(new_runs, old_runs, lower, upper, min_size, placement):
         ref.id = f"run {orow['run'].id}"
         if ident in new:
             nrow, nval, _, _ = new[ident]
-            rows.append(Row(ref, _judge(ref, nval), nval, "", _where(nrow)))
+            row = Row(ref, _judge(ref, nval), nval, "", _where(nrow))
+            row.pair = (orow, nrow)   # verdict.diagnose tells hardware from software with them
+            rows.append(row)
             continue
         # Same quantity measured under other conditions?
         related = [k for k in new if k[0] == ident[0] and k[1:4] == ident[1:4]]
@@ -516,11 +708,12 @@ def _fmt_num(v):
 
 
 def table_lines(rows, markdown=False):
-    head = ["ref", "quantity", "reference", "measured", "ratio", "tolerance (value, lower, upper, unit)",
-            "status", "detail"]
+    shows = any(getattr(r, "shows", "") for r in rows)
+    head = ["ref", "quantity", "reference", "measured", "ratio",
+            "tolerance (value, lower, upper, unit)", "status"] + (["shows"] if shows else []) + \
+        ["detail"]
     body = []
     for r in rows:
-        status = r.status if r.status != NC else f"{NC}"
         measured = _fmt_num(r.measured)
         model = r.measured is not None and getattr(r.ref, "kind", "") in MODEL_KINDS
         if r.status == NC and r.measured is not None:
@@ -528,9 +721,9 @@ def table_lines(rows, markdown=False):
         elif model:
             measured += " (model)"
         body.append([r.ref.id, r.ref.quantity, f"{_fmt_num(r.ref.value)} {r.ref.unit}".strip(),
-                     measured,
-                     "-" if r.ratio is None else f"{r.ratio:.2f}", r.ref.tolerance_text(), status,
-                     r.detail])
+                     measured, "-" if r.ratio is None else f"{r.ratio:.2f}",
+                     r.ref.tolerance_text(), r.status] + ([r.shows or "-"] if shows else []) +
+                    [r.detail])
     if markdown:
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for b in body:
@@ -562,27 +755,82 @@ def uncovered_text(uncovered):
 
 
 def compare_and_print(result_paths, reference, lower=-0.2, upper=None, min_size=1 << 20,
-                      placement="out-of-place", markdown=False):
+                      placement="out-of-place", markdown=False, show_all=False):
+    """Print the comparison; exit status 1 when a verdict or a row FAILs for a reason other than
+    hardware (see configs/reference/README.md), else 0."""
     runs = resmod.load_runs(result_paths)
     if reference.endswith((".h5", ".hdf5")):
-        old = resmod.load_runs([reference])
-        rows, uncovered = compare_files(runs, old, lower, upper, min_size, placement)
-        title = f"ffbench compare: {', '.join(result_paths)} against results file {reference}"
-    else:
-        data, refs = load_reference(reference)
-        rows, uncovered = compare_reference(runs, refs)
-        title = (f"ffbench compare: {', '.join(result_paths)} against {reference} "
-                 f"({data.get('name', '')}: {len(refs)} references)")
-    print(title)
-    if rows:
-        for line in table_lines(rows, markdown):
-            print(line)
-    else:
-        print("(no reference is covered by these results)")
+        return _compare_files_and_print(runs, result_paths, reference, lower, upper, min_size,
+                                        placement, markdown)
+    from . import verdict
+    data, refs = load_reference(reference)
+    print(f"ffbench compare: {', '.join(result_paths)} against {reference} "
+          f"({data.get('name', '')}: {len(refs)} references, "
+          f"{sum(r.is_twin for r in refs)} of them normalised)")
+    failed = False
+    show_all = show_all or not any(r.is_twin for r in refs)  # nothing else to show
+    for machine, vrows in verdict.machine_verdicts(runs, refs) or [(None, [])]:
+        mruns = machine.runs if machine else runs
+        rows, uncovered = compare_reference(mruns, refs)
+        if machine:
+            print(f"\n== {machine.name}")
+        if vrows:
+            for line in verdict.verdict_lines(vrows, markdown):
+                print(line)
+            print(f"verdict: {verdict.summary(vrows)}")
+        _annotate_raw(rows, vrows)
+        if show_all:
+            print("\nrow by row, raw references (identical hardware only):")
+            for line in table_lines(rows, markdown) if rows else ["(none covered)"]:
+                print(line)
+            if uncovered:
+                print(f"not covered (nothing in the results measures them): "
+                      f"{uncovered_text(uncovered)}")
+        print(f"raw references: {summary_line(rows, uncovered)}"
+              + ("" if show_all else " (--all lists them)"))
+        failed |= any(r.status == FAIL for r in rows) or any(v.status == FAIL for v in vrows)
+    return 1 if failed else 0
+
+
+def _annotate_raw(rows, vrows):
+    """A raw row that is not comparable, or FAILs, says what its decided twin shows."""
+    by_id = {v.ref_id: v for v in vrows}
+    for r in rows:
+        # only where the hardware differs: a FAIL under the paper's own conditions is a FAIL
+        if r.status != NC or not getattr(r.ref, "twins", None):
+            continue
+        decided = [by_id[t] for t in r.ref.twins if t in by_id and by_id[t].status != "not measured"]
+        if not decided:
+            continue
+        if all(v.status == PASS for v in decided):
+            r.shows = f"hardware ({', '.join(v.ref_id for v in decided)} PASS)"
+        else:
+            bad = [v.ref_id for v in decided if v.status == FAIL]
+            r.shows = f"efficiency shortfall ({', '.join(bad)} FAIL)"
+
+
+def _compare_files_and_print(runs, result_paths, reference, lower, upper, min_size, placement,
+                             markdown):
+    from . import verdict
+    old = resmod.load_runs([reference])
+    rows, uncovered = compare_files(runs, old, lower, upper, min_size, placement)
+    verdict.diagnose(rows, runs, old, lower, upper)
+    print(f"ffbench compare: {', '.join(result_paths)} against results file {reference}")
+    for line in table_lines(rows, markdown) if rows else ["(no row of the reference results is "
+                                                          "measured in these results)"]:
+        print(line)
     print(summary_line(rows, uncovered))
-    if uncovered and not reference.endswith((".h5", ".hdf5")):
-        print(f"not covered (nothing in the results measures them): {uncovered_text(uncovered)}")
-    return 1 if any(r.status == FAIL for r in rows) else 0
+    print(verdict.diagnosis_summary(rows))
+    _, refs = load_reference(os.path.join(resmod.repo_root(), "configs", "reference",
+                                          "fire-flyer-2.yaml"))
+    vrows = verdict.verdicts_against(runs, old, refs, lower, upper)
+    if vrows:
+        print("normalised twins, the reference run's machine playing the paper:")
+        for line in verdict.verdict_lines(vrows, markdown):
+            print(line)
+        print(f"verdict: {verdict.summary(vrows)}")
+    bad = any(r.status == FAIL and not r.shows.startswith(verdict.HARDWARE) for r in rows)
+    return 1 if bad or any(v.status == FAIL for v in vrows) else 0
 
 
 def _fraction(text, flag):
@@ -610,7 +858,8 @@ def cmd_compare(args):
     if not os.path.exists(ref) and os.path.exists(os.path.join(resmod.repo_root(), ref)):
         ref = os.path.join(resmod.repo_root(), ref)
     return compare_and_print(args.results, ref, lower, upper, min_size,
-                             None if args.placement == "both" else args.placement, args.markdown)
+                             None if args.placement == "both" else args.placement, args.markdown,
+                             args.all)
 
 
 def register(sub):
@@ -630,4 +879,6 @@ def register(sub):
                    choices=("out-of-place", "in-place", "both"),
                    help="results-file mode: which collective placement (default out-of-place)")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    p.add_argument("--all", action="store_true",
+                   help="also list every raw reference row by row (reference-file mode)")
     p.set_defaults(func=cmd_compare)

@@ -128,17 +128,21 @@ def series_name(r):
 
 
 def weak_scaling(results_path):
-    """Rows of every ddp run in `results_path` (a path or a list of paths), one per (series,
-    ranks) with the latest run winning, sorted by series then ranks, each with:
+    """weak_scaling_runs of every run in `results_path` (a path or a list of paths)."""
+    paths = [results_path] if isinstance(results_path, (str, os.PathLike)) else list(results_path)
+    return weak_scaling_runs(resmod.load_runs([str(p) for p in paths]))
+
+
+def weak_scaling_runs(runs):
+    """One row per (series, ranks) of these runs' ddp tables, the latest run winning, sorted by
+    series then ranks, each with:
 
     series, model, backend, compute, emulated, ranks, nodes, gpus (ranks on GPUs, else 0),
     step_time, step_time_p50, step_time_p99 (s), exposed_comm, comm_overhead, comm_alone (s),
     overlap, samples_per_s, baseline_ranks, baseline_step_time (s) and
     weak_scaling_efficiency = baseline_step_time / step_time, where the baseline is the series'
-    smallest rank count (efficiency 1.0 there).
+    smallest rank count (efficiency 1.0 there). The verdict's weak-scaling twin reads these.
     """
-    paths = [results_path] if isinstance(results_path, (str, os.PathLike)) else list(results_path)
-    runs = resmod.load_runs([str(p) for p in paths])
     rows = [r for r in ddp_rows(runs) if r.get("status", "complete") == "complete"
             and _num(r.get("step_time"))]
     latest = {}
@@ -158,6 +162,7 @@ def weak_scaling(results_path):
             row["series"] = series_name(r)
             row["baseline_ranks"] = int(base["ranks"])
             row["baseline_step_time"] = float(base["step_time"])
+            row["baseline_source"] = base["source"]
             row["weak_scaling_efficiency"] = float(base["step_time"]) / float(r["step_time"])
             out.append(row)
     return out
@@ -193,43 +198,64 @@ def _plt():
     return plt
 
 
+def _model_of_paper(name):
+    """The ddp_bench model a paper series belongs to ("paper VGG16 HFReduce (R9)" -> "vgg16")."""
+    low = name.lower()
+    return next((m for m in ("vgg16", "gpt2-medium", "llama-13b", "deepseekmoe-16b") if m in low),
+                "")
+
+
 def plot_step_time_vs_gpus(rows, paper_points, path):
-    """Step time (s) against GPUs (ranks) for every series of `rows` (weak_scaling output), the
-    paper's points overlaid as dashed reference lines; a second panel shows the weak-scaling
-    efficiency. Emulated-compute series are drawn hollow and say so in the legend. Writes a PNG."""
+    """Step time (s) against GPUs (ranks) for every series of `rows` (weak_scaling output), one
+    row of axes per model with that model's paper points overlaid as dashed reference lines; the
+    right-hand axes show the weak-scaling efficiency. Emulated-compute series are drawn hollow
+    and say so in the legend, which sits right of the axes (it covers no data). Writes a PNG."""
     plt = _plt()
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11.5, 6.2))
+    from matplotlib.ticker import FuncFormatter
     series = {}
     for r in rows:
         series.setdefault(r.get("series") or series_name(r), []).append(r)
-    for name, pts in sorted(series.items()):
-        pts = sorted(pts, key=lambda r: int(r["ranks"]))
-        xs = [int(r["ranks"]) for r in pts]
-        emulated = any(r.get("emulated") for r in pts)
-        style = dict(marker="o", ms=4, mfc="none" if emulated else None)
-        label = f"{name} (measured{', emulated compute' if emulated else ''})"
-        ax.plot(xs, [float(r["step_time"]) for r in pts], label=label, **style)
-        ax2.plot(xs, [float(r["weak_scaling_efficiency"]) for r in pts], label=label, **style)
+    models = sorted({str(pts[0].get("model", "")) for pts in series.values()})
+    paper = {}
     for name, pts in sorted((paper_points or {}).items()):
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], ls="--", marker="s", ms=4,
-                label=f"{name} (reference)")
-        base = pts[0][1]
-        ax2.plot([p[0] for p in pts], [base / p[1] for p in pts], ls="--", marker="s", ms=4,
-                 label=f"{name} (reference)")
-    for a in (ax, ax2):
-        a.set_xscale("log", base=2)
-        a.set_xlabel("GPUs (ranks; emulated compute: ranks on this host)")
-        a.grid(True, alpha=0.3)
-    ax.set_ylabel("step time (s)")
-    ax.set_yscale("log")
-    ax.set_title("DDP step time vs GPUs")
-    ax2.set_ylabel("weak-scaling efficiency (smallest scale / this scale)")
-    ax2.set_ylim(0, 1.1)
-    ax2.set_title("weak-scaling efficiency")
-    handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
-    nrows = (len(labels) + 1) // 2
-    fig.tight_layout(rect=(0, min(0.5, 0.035 * nrows + 0.02), 1, 1))
+        m = _model_of_paper(name)
+        if m in models:
+            paper.setdefault(m, []).append((name, pts))
+    fig, axes = plt.subplots(len(models) or 1, 2, figsize=(13.5, 4.2 * max(1, len(models))),
+                             squeeze=False, layout="constrained")
+    for (ax, ax2), model in zip(axes, models):
+        for name, pts in sorted(series.items()):
+            if str(pts[0].get("model", "")) != model:
+                continue
+            pts = sorted(pts, key=lambda r: int(r["ranks"]))
+            xs = [int(r["ranks"]) for r in pts]
+            emulated = any(r.get("emulated") for r in pts)
+            style = dict(marker="o", ms=4, mfc="none" if emulated else None)
+            short = name[len(model):].strip() if name.startswith(model) else name
+            label = f"{short}: measured" + ("" if "emulated" in short or not emulated
+                                            else ", emulated compute")
+            ax.plot(xs, [float(r["step_time"]) for r in pts], label=label, **style)
+            ax2.plot(xs, [float(r["weak_scaling_efficiency"]) for r in pts], label=label, **style)
+        for name, pts in paper.get(model, []):
+            base = pts[0][1]
+            for a, ys in ((ax, [p[1] for p in pts]), (ax2, [base / p[1] for p in pts])):
+                a.plot([p[0] for p in pts], ys, ls="--", marker="s", ms=4,
+                       label=f"{name} (reference)")
+        for a in (ax, ax2):
+            a.set_xscale("log", base=2)
+            a.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+            a.set_xlabel("GPUs (ranks; emulated compute: ranks on this host)")
+            a.grid(True, alpha=0.3)
+
+        ax.set_ylabel("step time (s)")
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.set_title(f"{model}: DDP step time vs GPUs", fontsize=10)
+        ax2.set_ylabel("weak-scaling efficiency (smallest scale / this scale)")
+        ax2.set_ylim(0, 1.1)
+        ax2.set_title(f"{model}: weak-scaling efficiency", fontsize=10)
+        ax2.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -216,15 +216,17 @@ MEMBW_COLUMN_PREFERENCE = ("bandwidth", "triad", "add", "copy", "read", "bw")
 
 
 def host_memory_bandwidth(runs):
-    """(GB/s, where it came from) of the host memory bandwidth the results measured, or None.
+    """(GB/s, where it came from) of the host memory bandwidth these runs measured, or None.
 
-    Prefers a probe run (membw_bench): its STREAM-like `add` kernel (two reads and one write per
-    element, the shape of a reduction) when the table has a `kernel` column, best over threads;
-    else the best GB/s column. Falls back to storage_bench's start-up probe (node_mem_bw_gbps).
+    Only membw_bench measures it (one implementation and one size rule, shared with storage_bench's
+    suspect-read probe and hfreduce_bench's ceiling): its STREAM-like `add` kernel (two reads and
+    one write per element, the shape of a reduction), best over threads. Callers pass one
+    machine's runs (machines.group): a ceiling never comes from another machine, and never from
+    another probe's GB/s column (pcie_bench's are PCIe figures).
     """
     best = None
     for run in runs:
-        if run.attrs.get("kind") != "probe" or run.attrs.get("status") != "complete":
+        if run.attrs.get("program") != "membw_bench" or run.attrs.get("status") != "complete":
             continue
         for tname, table in run.tables.items():
             units = run.units.get(tname, {})
@@ -232,10 +234,9 @@ def host_memory_bandwidth(runs):
                           and getattr(table[c], "ndim", 1) == 1 and len(table[c])]
             if not candidates:
                 continue
-            mask = None
-            what = ""
+            mask, what = None, ""
             if "kernel" in table:
-                kernels = [str(k) for k in table["kernel"]]
+                kernels = [k.decode() if isinstance(k, bytes) else str(k) for k in table["kernel"]]
                 if "add" in kernels:
                     mask = np.array([k == "add" for k in kernels])
                     what = "kernel add, "
@@ -255,10 +256,4 @@ def host_memory_bandwidth(runs):
                 if np.isfinite(v) and (best is None or v > best[0]):
                     best = (v, f"{run.attrs.get('program')} (run {run.id}, table {tname}, "
                                f"{what}column {c}, best over threads)")
-    if best:
-        return best
-    for run in runs:
-        v = run.attrs.get("node_mem_bw_gbps")
-        if isinstance(v, (int, float)) and v > 0 and (best is None or v > best[0]):
-            best = (float(v), f"storage_bench start-up probe (run {run.id}, attr node_mem_bw_gbps)")
     return best
