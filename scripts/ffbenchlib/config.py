@@ -23,6 +23,10 @@ ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 LAUNCHERS = ("local", "slurm", "emu")
 REQUIREMENTS = ("gpu",)
 STORAGE_WORKLOADS = ("seq", "loader", "checkpoint", "kvcache", "meta")
+# scripts/fio-crosscheck's cases (its CASES; tests/scripts/test_config.py checks they agree).
+CEILING_CASES = ("seq_write_buffered", "seq_read_buffered", "seq_write_direct", "seq_read_direct",
+                 "rand_read_4k_qd32")
+CEILING_TOOLS = ("fio",)
 COLLECTIVE_TYPES = ("float", "double", "half", "bfloat16", "int32", "int64", "uint8", "fp8_e4m3",
                     "fp8_e5m2", "all")
 COLLECTIVE_OPS = ("sum", "prod", "max", "min", "avg", "all")
@@ -53,7 +57,8 @@ COMMON_ENTRY_KEYS = ("name", "program", "ranks", "nodes", "ranks_per_node", "opt
 COLLECTIVE_KEYS = COMMON_ENTRY_KEYS + ("sizes", "types", "ops", "iters", "warmup", "check",
                                        "average", "blocking", "op_timeout")
 STORAGE_KEYS = ("dir", "program", "ranks", "nodes", "ranks_per_node", "options", "sweep", "env",
-                "requires", "launchers", "timeout", "workloads")
+                "requires", "launchers", "timeout", "workloads", "ceiling")
+CEILING_KEYS = ("name", "tool", "size", "runs", "settle", "cases", "tolerance", "dir", "timeout")
 WORKLOAD_KEYS = ("workload", "name", "dir", "ranks", "nodes", "ranks_per_node", "options", "sweep",
                  "env", "variants", "requires", "launchers", "timeout")
 SLURM_KEYS = ("partition", "account", "time", "exclusive", "gpus_per_node", "launch", "overcommit",
@@ -97,7 +102,7 @@ class Point:
 
     def __init__(self, name, kind, program, ranks, nodes, ranks_per_node, args, env, requires=(),
                  launchers=None, timeout=900, mpi=True, mpirun_args=(), storage_tmp=False,
-                 meta=None):
+                 meta=None, script=False, tools=(), uses=()):
         self.name = name
         self.kind = kind
         self.program = program
@@ -112,7 +117,10 @@ class Point:
         self.mpi = mpi
         self.mpirun_args = list(mpirun_args)
         self.storage_tmp = storage_tmp  # {dir} is a fresh temporary directory
-        self.meta = meta or {}
+        self.meta = meta or {}          # series, section, options, sizes, ... (not in the key)
+        self.script = script            # the program is a script in scripts/, not in the bin dir
+        self.tools = tuple(tools)       # commands it needs on PATH (e.g. fio)
+        self.uses = tuple(uses)         # other programs of the bin dir it runs ({bin}/NAME)
 
     def key(self, launcher):
         ident = {"program": self.program, "args": self.args, "launcher": launcher,
@@ -354,6 +362,19 @@ def _size_args(spec):
     return args
 
 
+def planned_sizes(spec, limit=100000):
+    """The message sizes a size spec makes the program measure (as nccl-tests steps: x factor,
+    else + step, up to max)."""
+    lo, hi, factor, step = spec
+    sizes, n = [lo], lo
+    while n < hi and len(sizes) < limit:
+        n = n + step if step is not None else int(n * factor)
+        if n > hi or n <= sizes[-1]:
+            break
+        sizes.append(n)
+    return sizes
+
+
 def _size_tag(spec):
     lo, hi, _, _ = spec
     return format_size(lo) if lo == hi else f"{format_size(lo)}-{format_size(hi)}"
@@ -463,7 +484,8 @@ def _expand_collective(chk, entry, where, sweep):
             _size_args(c.spec) + fixed + _option_args(c.options), c.env, requires, launchers,
             timeout, mpi, sweep.mpirun_args + c.variant["mpirun_args"],
             meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
-                  "section": "collectives"}))
+                  "section": "collectives", "options": c.options, "sizes": planned_sizes(c.spec),
+                  "types": types, "ops": ops}))
     return points
 
 
@@ -494,49 +516,102 @@ def _combinations(variants, shapes, axes, options, env, specs=(None,)):
 def _expand_storage(chk, section, sweep):
     where = "storage"
     chk.mapping(section, where, STORAGE_KEYS)
-    if "workloads" not in section:
-        chk.fail(f"{where}.workloads", "a list of workloads, e.g. - workload: seq", None,
-                 has_got=False)
+    if "workloads" not in section and "ceiling" not in section:
+        chk.fail(f"{where}.workloads", "a list of workloads, e.g. - workload: seq (or a ceiling: "
+                 "mapping)", None, has_got=False)
     program = section.get("program", "storage_bench")
     if not isinstance(program, str) or not PROGRAM_RE.match(program):
         chk.fail(f"{where}.program", "a program name from build/bin", program)
     top_dir = section.get("dir", "tmp")
     common_opts = chk.options(section.get("options") or {}, f"{where}.options")
-    top_axes = section.get("sweep")
     points = []
-    for i, wl in enumerate(chk.seq(section["workloads"], f"{where}.workloads")):
-        w = f"{where}.workloads[{i}]"
-        if isinstance(wl, str):
-            wl = {"workload": wl}
-        chk.mapping(wl, w, WORKLOAD_KEYS)
-        workload = wl.get("workload")
-        if workload not in STORAGE_WORKLOADS:
-            chk.fail(f"{w}.workload", f"one of {', '.join(STORAGE_WORKLOADS)}", workload)
-        merged = {k: section[k] for k in ("requires", "launchers", "timeout") if k in section}
-        merged.update(wl)
-        merged["env"] = dict(chk.env(section.get("env") or {}, f"{where}.env"))
-        merged["env"].update(chk.env(wl.get("env") or {}, f"{w}.env"))
-        requires, launchers, timeout, env, _ = _common(chk, merged, w, sweep)
-        d = wl.get("dir", top_dir)
-        if not isinstance(d, str) or not d:
-            chk.fail(f"{w}.dir", "a directory path or 'tmp' (a fresh temporary directory)", d)
-        shapes = _shapes(chk, wl, w, defaults={k: section.get(k) for k in SHAPE_KEYS})
-        opts = dict(common_opts)
-        opts.update(chk.options(wl.get("options") or {}, f"{w}.options"))
-        axes = _sweep_axes(chk, wl.get("sweep", top_axes), f"{w}.sweep")
-        variants = _variants(chk, wl, w)
-        base = chk.name(wl.get("name", f"storage.{workload}"), f"{w}.name")
-        dir_arg = "{dir}" if d == "tmp" else os.path.abspath(os.path.expanduser(d))
-        for c in _combinations(variants, shapes, axes, opts, env):
-            points.append(Point(
-                _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "storage",
-                program, c.ranks, c.nodes, c.rpn,
-                [workload] + _option_args(c.options) + [dir_arg], c.env, requires, launchers,
-                timeout, True, sweep.mpirun_args + c.variant["mpirun_args"],
-                storage_tmp=(d == "tmp"),
-                meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
-                      "section": "storage", "workload": workload}))
+    for i, wl in enumerate(chk.seq(section.get("workloads") or [], f"{where}.workloads")):
+        points += _expand_workload(chk, section, wl, f"{where}.workloads[{i}]", sweep, program,
+                                   top_dir, common_opts)
+    if section.get("ceiling") is not None:
+        points.append(_expand_ceiling(chk, section["ceiling"], f"{where}.ceiling", sweep, top_dir,
+                                      program))
     return points
+
+
+def _storage_dir(chk, d, where):
+    if not isinstance(d, str) or not d:
+        chk.fail(where, "a directory path or 'tmp' (a fresh temporary directory)", d)
+    return "{dir}" if d == "tmp" else os.path.abspath(os.path.expanduser(d))
+
+
+def _expand_workload(chk, section, wl, w, sweep, program, top_dir, common_opts):
+    if isinstance(wl, str):
+        wl = {"workload": wl}
+    chk.mapping(wl, w, WORKLOAD_KEYS)
+    workload = wl.get("workload")
+    if workload not in STORAGE_WORKLOADS:
+        chk.fail(f"{w}.workload", f"one of {', '.join(STORAGE_WORKLOADS)}", workload)
+    merged = {k: section[k] for k in ("requires", "launchers", "timeout") if k in section}
+    merged.update(wl)
+    merged["env"] = dict(chk.env(section.get("env") or {}, "storage.env"))
+    merged["env"].update(chk.env(wl.get("env") or {}, f"{w}.env"))
+    requires, launchers, timeout, env, _ = _common(chk, merged, w, sweep)
+    d = wl.get("dir", top_dir)
+    dir_arg = _storage_dir(chk, d, f"{w}.dir")
+    shapes = _shapes(chk, wl, w, defaults={k: section.get(k) for k in SHAPE_KEYS})
+    opts = dict(common_opts)
+    opts.update(chk.options(wl.get("options") or {}, f"{w}.options"))
+    axes = _sweep_axes(chk, wl.get("sweep", section.get("sweep")), f"{w}.sweep")
+    variants = _variants(chk, wl, w)
+    base = chk.name(wl.get("name", f"storage.{workload}"), f"{w}.name")
+    points = []
+    for c in _combinations(variants, shapes, axes, opts, env):
+        points.append(Point(
+            _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "storage",
+            program, c.ranks, c.nodes, c.rpn,
+            [workload] + _option_args(c.options) + [dir_arg], c.env, requires, launchers,
+            timeout, True, sweep.mpirun_args + c.variant["mpirun_args"],
+            storage_tmp=(d == "tmp"),
+            meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
+                  "section": "storage", "workload": workload, "options": c.options,
+                  "dir": dir_arg}))
+    return points
+
+
+def _expand_ceiling(chk, value, w, sweep, top_dir, program):
+    """storage.ceiling: fio on the same directory, storage_bench beside it (scripts/fio-crosscheck):
+    one point of kind crosscheck, on this host (local launcher), skipped where fio is missing."""
+    chk.mapping(value, w, CEILING_KEYS)
+    tool = value.get("tool", "fio")
+    if tool not in CEILING_TOOLS:
+        chk.fail(f"{w}.tool", f"one of {', '.join(CEILING_TOOLS)} (the reference tool)", tool)
+    size = parse_size(value.get("size", "256M"), f"{chk.path}: key '{w}.size'")
+    if size < (1 << 20):
+        chk.fail(f"{w}.size", "a size of at least 1M per case and run, e.g. 256M",
+                 value.get("size"))
+    runs = chk.integer(value.get("runs", 3), f"{w}.runs", 1)
+    settle = value.get("settle", 1)
+    if isinstance(settle, bool) or not isinstance(settle, (int, float)) or settle < 0:
+        chk.fail(f"{w}.settle", "seconds (>= 0) both tools pause before each timed job", settle)
+    cases = chk.str_list(value.get("cases", ["seq_write_direct", "seq_read_direct"]),
+                         f"{w}.cases")
+    for case in cases:
+        if case not in CEILING_CASES:
+            chk.fail(f"{w}.cases", f"cases of scripts/fio-crosscheck ({', '.join(CEILING_CASES)})",
+                     case)
+    if not cases or len(set(cases)) != len(cases):
+        chk.fail(f"{w}.cases", "at least one case, each once", value.get("cases"))
+    timeout = value.get("timeout", sweep.timeout)
+    chk.number(timeout, f"{w}.timeout")
+    d = value.get("dir", top_dir)
+    dir_arg = _storage_dir(chk, d, f"{w}.dir")
+    args = ["--dir", dir_arg, "--size", format_size(size),
+            "--runs", str(runs), "--settle", f"{settle:g}", "--cases", ",".join(cases),
+            "--storage-bench", "{bin}/" + program]
+    if "tolerance" in value:
+        args += ["--tolerance", f"{chk.number(value['tolerance'], f'{w}.tolerance'):g}"]
+    name = chk.name(value.get("name", "storage.ceiling"), f"{w}.name")
+    return Point(name, "crosscheck", "fio-crosscheck", 1, 1, 1, args, dict(sweep.env),
+                 launchers=("local",), timeout=timeout, mpi=False, storage_tmp=(d == "tmp"),
+                 meta={"series": name, "section": "storage", "cases": cases, "tool": tool,
+                       "dir": dir_arg},
+                 script=True, tools=(tool,), uses=(program,))
 
 
 def _expand_probe(chk, entry, where, sweep):
@@ -560,7 +635,7 @@ def _expand_probe(chk, entry, where, sweep):
             c.ranks, c.nodes, c.rpn, _option_args(c.options), c.env, requires, launchers, timeout,
             mpi, sweep.mpirun_args + c.variant["mpirun_args"],
             meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
-                  "section": "probes"}))
+                  "section": "probes", "options": c.options}))
     return points
 
 

@@ -32,6 +32,50 @@ def missing_program_reason(bin_dir, program):
             f"`make build` builds every program this machine supports)")
 
 
+def scripts_dir():
+    from .results import repo_root
+    return os.path.join(repo_root(), "scripts")
+
+
+def point_program(bin_dir, point):
+    """The executable a point runs (a script of scripts/ or a program of the bin dir), or None."""
+    if getattr(point, "script", False):
+        path = os.path.join(scripts_dir(), point.program)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    return program_path(bin_dir, point.program)
+
+
+def point_program_text(bin_dir, point):
+    """The path a dry run prints, whether or not the program exists."""
+    return os.path.join(scripts_dir() if getattr(point, "script", False) else bin_dir,
+                        point.program)
+
+
+def point_missing_reason(bin_dir, point):
+    """Why a point's program, a program it runs or a tool it needs is not there (or None)."""
+    if point_program(bin_dir, point) is None:
+        if getattr(point, "script", False):
+            return f"{point.program} is missing ({point_program_text(bin_dir, point)})"
+        return missing_program_reason(bin_dir, point.program)
+    for name in getattr(point, "uses", ()):
+        if program_path(bin_dir, name) is None:
+            return missing_program_reason(bin_dir, name)
+    for tool in getattr(point, "tools", ()):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (apt-get install {tool}); {point.name} needs it"
+    return None
+
+
+def expand_args(args, bin_dir, tmpdir=None):
+    """Fill a point's placeholders: {dir} (its temporary directory) and {bin} (the bin dir)."""
+    out = []
+    for a in args:
+        if tmpdir is not None:
+            a = a.replace("{dir}", tmpdir)
+        out.append(a.replace("{bin}", bin_dir))
+    return out
+
+
 _gpu_cache = {}
 
 

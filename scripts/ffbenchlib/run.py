@@ -15,8 +15,8 @@ import subprocess
 import tempfile
 import time
 
+from . import compare, coverage, h5io, launchers, merge
 from . import config as configmod
-from . import h5io, launchers, merge
 from .cli import UsageError
 from .results import complete_keys, repo_root
 
@@ -59,40 +59,53 @@ def summarize_file(path):
         runs = h5io.read_runs(path)
     except Exception:  # noqa: BLE001 - a summary must never break the sweep
         return ""
+    cross = [r for r in runs if r.attrs.get("kind") == "crosscheck"]
     parts = []
-    for run in runs:
-        t = run.tables
-        if "collective" in t and len(t["collective"].get("busbw", [])):
-            c = t["collective"]
-            i = int(c["busbw"].argmax())
-            parts.append(f"peak busbw {c['busbw'][i]:.2f} GB/s at {_fmt_size(c['size'][i])} "
-                         f"(measured)")
-        elif "storage_phases" in t:
-            s = t["storage_phases"]
-            items = []
-            for j in range(len(s.get("phase", []))):
-                if s.get("rep") is not None and int(s["rep"][j]) > 0:
-                    continue
-                bw = s["bw"][j] if "bw" in s else float("nan")
-                rate = s["ops_rate"][j] if "ops_rate" in s else float("nan")
-                if bw == bw and bw > 0:
-                    items.append(f"{s['phase'][j]} {bw:.2f} GB/s")
-                elif rate == rate:
-                    items.append(f"{s['phase'][j]} {rate:.0f} ops/s")
-            if items:
-                parts.append(", ".join(items[:5]) + " (measured)")
-        else:
-            for tname, table in t.items():
-                units = run.units.get(tname, {})
-                gbs = [c for c, u in units.items() if u == "GB/s" and getattr(table[c], "ndim", 1) == 1
-                       and len(table[c])]
-                if gbs:
-                    c = gbs[0]
-                    parts.append(f"{tname}.{c} max {max(table[c]):.2f} GB/s (measured)")
-                    break
+    for run in cross or runs:  # a crosscheck's table sums up the storage_bench runs beside fio
+        text = _run_summary(run)
+        if text:
+            parts.append(text)
         if run.attrs.get("status") not in (None, "complete"):
             parts.append(f"status {run.attrs.get('status')}")
     return "; ".join(parts)
+
+
+def _run_summary(run):
+    t = run.tables
+    if "collective" in t and len(t["collective"].get("busbw", [])):
+        c = t["collective"]
+        i = int(c["busbw"].argmax())
+        return f"peak busbw {c['busbw'][i]:.2f} GB/s at {_fmt_size(c['size'][i])} (measured)"
+    if "crosscheck" in t:
+        c = t["crosscheck"]
+        items = [f"{c['case'][j]} {c['storage_bench_bw'][j]:.2f} vs fio {c['fio_bw'][j]:.2f} GB/s"
+                 for j in range(len(c.get("case", [])))]
+        return ", ".join(items) + " (measured)" if items else ""
+    if "ddp" in t and len(t["ddp"].get("step_time", [])):
+        d = t["ddp"]
+        items = [f"{d['backend'][j]} {1e3 * d['step_time'][j]:.1f}"
+                 for j in range(len(d["step_time"]))]
+        return "step time " + ", ".join(items) + " ms (measured)"
+    if "storage_phases" in t:
+        s = t["storage_phases"]
+        items = []
+        for j in range(len(s.get("phase", []))):
+            if s.get("rep") is not None and int(s["rep"][j]) > 0:
+                continue
+            bw = s["bw"][j] if "bw" in s else float("nan")
+            rate = s["ops_rate"][j] if "ops_rate" in s else float("nan")
+            if bw == bw and bw > 0:
+                items.append(f"{s['phase'][j]} {bw:.2f} GB/s")
+            elif rate == rate:
+                items.append(f"{s['phase'][j]} {rate:.0f} ops/s")
+        return ", ".join(items[:5]) + " (measured)" if items else ""
+    for tname, table in t.items():
+        units = run.units.get(tname, {})
+        gbs = [c for c, u in units.items() if u == "GB/s" and getattr(table[c], "ndim", 1) == 1
+               and len(table[c])]
+        if gbs:
+            return f"{tname}.{gbs[0]} max {max(table[gbs[0]]):.2f} GB/s (measured)"
+    return ""
 
 
 def _tail(path, lines=3):
@@ -141,6 +154,8 @@ class SweepContext:
         self.bin_dir = launchers.find_bin_dir(args.bin, sweep.bin)
         self.work = work_dir(self.output)
         self.only = re.compile(args.only) if args.only else None
+        self.coverage = None   # coverage.Coverage of the selected points (plan_coverage)
+        self.ref_path = None
 
 
 def select_points(ctx):
@@ -161,8 +176,9 @@ def static_skip_reason(ctx, point, launcher=None):
         ok, why = launchers.gpu_available()
         if not ok:
             return why
-    if launchers.program_path(ctx.bin_dir, point.program) is None:
-        return launchers.missing_program_reason(ctx.bin_dir, point.program)
+    missing = launchers.point_missing_reason(ctx.bin_dir, point)
+    if missing:
+        return missing
     if launcher is not None:
         reason = launcher.unsupported(point)
         if reason:
@@ -210,13 +226,12 @@ def run_point(ctx, launcher, point, label, log_path):
     if os.path.exists(point_file):
         os.unlink(point_file)
     tmpdir = None
-    args = list(point.args)
     if point.storage_tmp:
         tmpdir = tempfile.mkdtemp(prefix="ffbench-storage-")
         os.chmod(tmpdir, 0o755)
-        args = [a.replace("{dir}", tmpdir) for a in args]
+    args = launchers.expand_args(point.args, ctx.bin_dir, tmpdir)
     args += ["--output", point_file, "--label", label]
-    program = launchers.program_path(ctx.bin_dir, point.program)
+    program = launchers.point_program(ctx.bin_dir, point)
     cmd = launcher.command(point, program, args)
     env = launchers.mpi_env(point.env)
     start = time.time()
@@ -263,32 +278,67 @@ def run_point(ctx, launcher, point, label, log_path):
     return "complete", elapsed, summary
 
 
+def _dry_run(ctx, launcher, points, label_of):
+    done = complete_keys(ctx.output) if os.path.exists(ctx.output) else set()
+    print(f"# ffbench run --dry-run: {len(points)} point(s), {launcher.describe()}, "
+          f"results -> {ctx.output}")
+    pdir = os.path.join(ctx.work, "points")
+    for i, p in enumerate(points, 1):
+        label = label_of[p.name]
+        key = configmod.key_of_label(label)
+        head = f"# [{i}/{len(points)}] {p.name} (key {key})"
+        reason = None if key in done else static_skip_reason(ctx, p, launcher)
+        if key in done:
+            print(f"{head}: complete in {ctx.output}, would be skipped")
+        elif reason:
+            print(f"{head}: would be skipped: {reason}")
+        else:
+            args = launchers.expand_args(p.args, ctx.bin_dir, "$(mktemp -d)")
+            args += ["--output", os.path.join(pdir, f"{key}.h5"), "--label", label]
+            program = launchers.point_program_text(ctx.bin_dir, p)
+            env = " ".join(f"{k}={v}" for k, v in sorted(p.env.items()))
+            print(head)
+            print((f"env {env} " if env else "") + launchers.quote(launcher.command(p, program, args)))
+        if ctx.coverage and p.name in ctx.coverage.per_point:
+            print(f"  covers: {coverage.ids_text(ctx.coverage.per_point[p.name])}")
+    print_coverage_summary(ctx)
+    return 0
+
+
+def plan_coverage(ctx, points):
+    """ctx.coverage: what the points can cover of the references the config names (None when it
+    names none); a reference file that cannot be read is one warning line, not an error."""
+    ctx.coverage, ctx.ref_path = None, coverage.reference_path(ctx.sweep, ctx.args.reference)
+    if not ctx.ref_path:
+        return
+    try:
+        _, refs = compare.load_reference(ctx.ref_path)
+    except UsageError as exc:
+        print(f"warning: cannot list what {ctx.args.config} covers: {exc}")
+        ctx.ref_path = None
+        return
+    # Points of other launchers never run under this one; points skipped on this host (no GPU,
+    # not built) count: the config covers what it would measure where it can run.
+    ctx.coverage = coverage.plan([p for p in points if not p.launchers
+                                  or ctx.launcher_name in p.launchers], refs)
+
+
+def print_coverage_summary(ctx, per_point=False):
+    """The dry run's closing lines (Slurm: with one line per point first)."""
+    if not ctx.coverage:
+        return
+    if per_point:
+        for name, ids in ctx.coverage.per_point.items():
+            print(f"# {name}: covers: {coverage.ids_text(ids)}")
+    for line in coverage.summary_lines(ctx.args.config, ctx.ref_path, ctx.coverage):
+        print(line)
+
+
 def run_local(ctx, points):
     launcher = launchers.make(ctx.launcher_name, ctx.sweep, ctx.args)
     label_of = {p.name: p.label(ctx.launcher_name) for p in points}
     if ctx.args.dry_run:
-        done = complete_keys(ctx.output) if os.path.exists(ctx.output) else set()
-        print(f"# ffbench run --dry-run: {len(points)} point(s), {launcher.describe()}, "
-              f"results -> {ctx.output}")
-        pdir = os.path.join(ctx.work, "points")
-        for i, p in enumerate(points, 1):
-            label = label_of[p.name]
-            key = configmod.key_of_label(label)
-            head = f"# [{i}/{len(points)}] {p.name} (key {key})"
-            if key in done:
-                print(f"{head}: complete in {ctx.output}, would be skipped")
-                continue
-            reason = static_skip_reason(ctx, p, launcher)
-            if reason:
-                print(f"{head}: would be skipped: {reason}")
-                continue
-            args = [a.replace("{dir}", "$(mktemp -d)") for a in p.args]
-            args += ["--output", os.path.join(pdir, f"{key}.h5"), "--label", label]
-            program = os.path.join(ctx.bin_dir, p.program)
-            env = " ".join(f"{k}={v}" for k, v in sorted(p.env.items()))
-            print(head)
-            print((f"env {env} " if env else "") + launchers.quote(launcher.command(p, program, args)))
-        return 0
+        return _dry_run(ctx, launcher, points, label_of)
 
     os.makedirs(ctx.work, exist_ok=True)
     signal.signal(signal.SIGTERM, _on_sigterm)  # a terminated sweep stops its point's processes
@@ -339,13 +389,15 @@ def run_local(ctx, points):
 
 
 def _print_comparison(ctx):
+    """The closing verdict table (<= 20 lines): this run against the references, hardware-
+    normalised; its exit status (1 when a verdict FAILs)."""
     ref = ctx.args.reference or (ctx.sweep.compare if ctx.sweep.compare else None)
     if ctx.args.no_compare or not ref or not os.path.exists(ctx.output):
         return 0
-    from . import compare
+    from . import verdict
     ref_path = ref if os.path.exists(ref) else os.path.join(repo_root(), ref)
     print()
-    return compare.compare_and_print([ctx.output], ref_path)
+    return verdict.print_verdict([ctx.output], ref_path)
 
 
 def cmd_run(args):
@@ -354,6 +406,9 @@ def cmd_run(args):
         raise UsageError(f"--launcher {args.launcher}: expected local, slurm or emu")
     ctx = SweepContext(args, sweep)
     points = select_points(ctx)
+    plan_coverage(ctx, points)
+    if not args.dry_run and ctx.coverage and not ctx.coverage.coverable:
+        print(coverage.warning_line(args.config, ctx.ref_path, ctx.coverage))
     if args.fresh and not args.dry_run and os.path.exists(ctx.output):
         stamp = time.strftime("%Y%m%dT%H%M%S", time.localtime(os.path.getmtime(ctx.output)))
         kept = f"{os.path.splitext(ctx.output)[0]}.{stamp}.h5"
@@ -362,6 +417,8 @@ def cmd_run(args):
     if ctx.launcher_name == "slurm":
         from . import slurm
         status = slurm.run_sweep(ctx, points)
+        if args.dry_run:
+            print_coverage_summary(ctx, per_point=True)
     else:
         if args.wait:
             raise UsageError("--wait: only for --launcher slurm (local and emu runs are synchronous)")

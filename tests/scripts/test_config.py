@@ -44,6 +44,61 @@ def test_shipped_sweeps_load():
         assert p.args[p.args.index("-n") + 1] == "100"
 
 
+def test_shipped_sweeps_run_the_gpu_programs_where_they_require_a_gpu():
+    """Fig. 7 (R1) is measured on GPU buffers: a sweep that requires a GPU for HFReduce runs
+    hfreduce_gpu_bench, never hfreduce_bench (host buffers)."""
+    sweeps = os.path.join(ROOT, "configs", "sweeps")
+    for f in sorted(os.listdir(sweeps)):
+        if not f.endswith(".yaml"):
+            continue
+        for p in config.load(os.path.join(sweeps, f)).points:
+            if "gpu" in p.requires:
+                assert p.program != "hfreduce_bench", (f, p.name)
+    fig7 = config.load(os.path.join(sweeps, "fire-flyer-fig7.yaml"))
+    assert {p.program for p in fig7.points} == {"hfreduce_gpu_bench", "nccl_allreduce_bench"}
+
+
+def test_local_sweep_measures_the_ceiling_and_ddp_weak_scaling():
+    local = config.load(os.path.join(ROOT, "configs", "sweeps", "local.yaml"))
+    ceiling = [p for p in local.points if p.kind == "crosscheck"]
+    assert len(ceiling) == 1
+    c = ceiling[0]
+    assert (c.program, c.script, c.tools, c.uses, c.mpi, c.storage_tmp) == \
+        ("fio-crosscheck", True, ("fio",), ("storage_bench",), False, True)
+    assert c.args[:2] == ["--dir", "{dir}"] and "{bin}/storage_bench" in c.args
+    ddp = [p for p in local.points if p.program == "ddp_bench"]
+    for model in ("vgg16", "gpt2-medium"):
+        pts = [p for p in ddp if p.meta["options"]["model"] == model]
+        assert sorted(p.ranks for p in pts) == [1, 2, 4]
+        assert all(p.meta["options"]["compute"] == "emulated" for p in pts)
+
+
+def test_storage_ceiling(tmp_path):
+    sweep = parse("""
+storage:
+  dir: tmp
+  ceiling: {size: 64M, runs: 2, settle: 0.5, cases: [seq_read_direct], tolerance: 0.1}
+""", tmp_path)
+    (p,) = sweep.points
+    assert (p.name, p.kind, p.ranks, p.launchers) == ("storage.ceiling", "crosscheck", 1,
+                                                       ("local",))
+    assert p.args == ["--dir", "{dir}", "--size", "64M", "--runs", "2", "--settle", "0.5",
+                      "--cases", "seq_read_direct", "--storage-bench", "{bin}/storage_bench",
+                      "--tolerance", "0.1"]
+    sweep = parse("storage:\n  dir: /scratch/x\n  ceiling: {}\n  workloads: [seq]\n", tmp_path)
+    c = [p for p in sweep.points if p.kind == "crosscheck"][0]
+    assert c.args[1] == "/scratch/x" and not c.storage_tmp
+    assert "seq_write_direct,seq_read_direct" in c.args and "256M" in c.args
+
+
+def test_ceiling_cases_are_fio_crosschecks():
+    with open(os.path.join(ROOT, "scripts", "fio-crosscheck")) as fh:
+        text = fh.read()
+    block = text[text.index("CASES = {"):text.index("\n}\n", text.index("CASES = {"))]
+    import re
+    assert tuple(re.findall(r'^    "([a-z0-9_]+)": \(', block, re.M)) == config.CEILING_CASES
+
+
 def test_storage_sweep_if_present():
     path = os.path.join(ROOT, "configs", "sweeps", "storage.yaml")
     if not os.path.exists(path):
@@ -150,6 +205,16 @@ collectives:
     ("collectives: [{program: x}, {program: x}]", "two points are both named"),
     ("collectives: [{program: x}, {program: x, name: y}]", "run the same command"),
     ("nonsense: 1\ncollectives: [{program: x}]", "unknown key 'nonsense'"),
+    ("storage: {ceiling: {tool: dd}}", "'storage.ceiling.tool': expected one of fio"),
+    ("storage: {ceiling: {size: 1K}}", "'storage.ceiling.size': expected a size of at least 1M"),
+    ("storage: {ceiling: {size: big}}", "'storage.ceiling.size': expected a size"),
+    ("storage: {ceiling: {runs: 0}}", "'storage.ceiling.runs': expected an integer >= 1"),
+    ("storage: {ceiling: {settle: -1}}", "'storage.ceiling.settle'"),
+    ("storage: {ceiling: {cases: [seq_read]}}", "'storage.ceiling.cases': expected cases of "
+     "scripts/fio-crosscheck"),
+    ("storage: {ceiling: {cases: [seq_read_direct, seq_read_direct]}}", "each once"),
+    ("storage: {ceiling: {runz: 3}}", "unknown key 'storage.ceiling.runz'; expected one of name"),
+    ("storage: {ceiling: [fio]}", "'storage.ceiling': expected a mapping"),
 ])
 def test_bad_configs_one_line(tmp_path, text, needle):
     with pytest.raises(UsageError) as info:

@@ -5,6 +5,7 @@ sleeping or failing) so they run without the C++ build; one test runs the real
 mpi_allreduce_bench under mpirun when it is built.
 """
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -238,3 +239,76 @@ collectives:
                for r in ring)
     res = ffbench("run", cfg, "--output", out, "--bin", BIN)
     assert "4 point(s) already complete" in res.stdout and len(h5io.read_runs(out)) == 4
+
+
+CEILING = """
+name: c
+compare: false
+storage:
+  dir: tmp
+  ceiling: {size: 16M, runs: 1, settle: 0, cases: [seq_write_direct]}
+"""
+
+
+def test_ceiling_skipped_without_fio_or_storage_bench(tmp_path, fakebin):
+    cfg = write(tmp_path, CEILING)
+    out = str(tmp_path / "r.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "storage.ceiling (key" in res.stdout and "storage_bench is not built" in res.stdout
+    (tmp_path / "bin" / "storage_bench").write_text("#!/bin/sh\nexit 0\n")
+    (tmp_path / "bin" / "storage_bench").chmod(0o755)
+    nofio = tmp_path / "nofio"
+    nofio.mkdir()
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, env={"PATH": str(nofio)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    line = [ln for ln in res.stdout.splitlines() if "storage.ceiling" in ln][0]
+    assert line.endswith("storage.ceiling: skipped: fio is not installed (apt-get install fio); "
+                         "storage.ceiling needs it"), line
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    if shutil.which("fio"):
+        assert "scripts/fio-crosscheck --dir '$(mktemp -d)' --size 16M --runs 1 --settle 0 " \
+            f"--cases seq_write_direct --storage-bench {fakebin}/storage_bench --output" in res.stdout
+
+
+@pytest.mark.skipif(not (shutil.which("fio") and os.path.exists(os.path.join(BIN, "storage_bench"))),
+                    reason="needs fio and storage_bench (FFB_BIN)")
+def test_real_ceiling_point(tmp_path):
+    """The ceiling lands in the sweep's results file: storage_bench's runs and one crosscheck run
+    labelled with the point's key, so a rerun skips it."""
+    cfg = write(tmp_path, CEILING)
+    out = str(tmp_path / "c.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", BIN, timeout=240)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 complete" in res.stdout
+    runs = h5io.read_runs(out)
+    cc = [r for r in runs if r.attrs.get("kind") == "crosscheck"]
+    assert len(cc) == 1 and cc[0].attrs["label"].startswith("storage.ceiling@")
+    assert list(cc[0].tables["crosscheck"]["case"]) == ["seq_write_direct"]
+    assert sum(1 for r in runs if r.attrs.get("program") == "storage_bench") == 2  # warm-up + 1
+    assert not os.path.exists(cc[0].attrs["dir"])  # the temporary directory is gone
+    res = ffbench("run", cfg, "--output", out, "--bin", BIN)
+    assert "1 point(s) already complete" in res.stdout
+
+
+def test_closing_verdict_is_print_verdict(tmp_path, monkeypatch):
+    """A non-dry run ends with verdict.print_verdict([output], reference) and returns its status."""
+    import argparse
+    from ffbenchlib import run as runmod
+    from ffbenchlib import verdict
+    calls = []
+
+    def fake(paths, ref):
+        calls.append((paths, ref))
+        return 1
+    monkeypatch.setattr(verdict, "print_verdict", fake, raising=False)
+    out = tmp_path / "r.h5"
+    out.write_bytes(b"")
+    ref = tmp_path / "ref.yaml"
+    ref.write_text("references: []\n")
+    args = argparse.Namespace(reference=str(ref), no_compare=False)
+    ctx = argparse.Namespace(args=args, sweep=argparse.Namespace(compare=False), output=str(out))
+    assert runmod._print_comparison(ctx) == 1
+    assert calls == [([str(out)], str(ref))]
+    args.no_compare = True
+    assert runmod._print_comparison(ctx) == 0 and len(calls) == 1

@@ -33,7 +33,7 @@ def test_dry_run_batch_scripts(tmp_path):
     fig7 = os.path.join(ROOT, "configs", "sweeps", "fire-flyer-fig7.yaml")
     fake = tmp_path / "bin"
     fake.mkdir()
-    for prog in ("hfreduce_bench", "nccl_allreduce_bench"):
+    for prog in ("hfreduce_gpu_bench", "nccl_allreduce_bench"):
         (fake / prog).write_text("#!/bin/sh\n")
         (fake / prog).chmod(0o755)
     res = ffbench("run", fig7, "--dry-run", "--output", str(tmp_path / "f.h5"), "--bin", str(fake))
@@ -52,7 +52,7 @@ def test_dry_run_batch_scripts(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     res = ffbench("run", fig7, "--dry-run", "--output", str(tmp_path / "f.h5"), "--bin", str(empty))
-    assert "nothing to submit" in res.stdout and "hfreduce_bench is not built" in res.stdout
+    assert "nothing to submit" in res.stdout and "hfreduce_gpu_bench is not built" in res.stdout
 
 
 def test_mpirun_mode_and_storage_tmp(tmp_path):
