@@ -779,6 +779,10 @@ def compare_and_print(result_paths, reference, lower=-0.2, upper=None, min_size=
                 print(line)
             print(f"verdict: {verdict.summary(vrows)}")
         _annotate_raw(rows, vrows)
+        if show_all and vrows:
+            print("\nevery twin, with its tolerance and numbers:")
+            for line in verdict.detail_lines(vrows, markdown):
+                print(line)
         if show_all:
             print("\nrow by row, raw references (identical hardware only):")
             for line in table_lines(rows, markdown) if rows else ["(none covered)"]:

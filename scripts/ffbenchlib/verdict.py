@@ -246,17 +246,34 @@ def verdict_lines(rows, markdown=False):
     rows in Markdown, as one wrapped line per reason in text, which fits 120 columns)."""
     rows = display_rows(rows)
     if markdown:
-        head = ["capability", "paper (normalised)", "this machine", "ratio", "verdict", "reason"]
+        head = ["capability", "paper (normalised)", "this machine", "ratio", "verdict", "reason",
+                "tolerance"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in rows:
             cap = r.capability + (" (proxy)" if r.proxy and "proxy" not in r.capability else "")
             cells = [cap, r.paper_text, r.measured_text,
-                     "-" if r.ratio is None else f"{r.ratio:.2f}", r.status, r.reason]
+                     "-" if r.ratio is None else f"{r.ratio:.2f}", r.status, r.reason,
+                     r.tolerance]
             lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
         return lines
     decided = [r for r in rows if r.status != NOT_MEASURED]
     lines = _text_table(decided) if decided else ["no verdict row could be decided here"]
     return lines + _not_measured_lines([r for r in rows if r.status == NOT_MEASURED])
+
+
+def detail_lines(rows, markdown=False):
+    """Every twin row by row (for --all and the report): id, status, tolerance, the numbers behind
+    the decision and where they came from."""
+    head = ["twin", "verdict", "tolerance", "numbers", "from"]
+    body = [[r.ref_id, r.status, r.tolerance or "-",
+             (f"paper {r.paper_text}; here {r.measured_text}" + (f"; {r.detail}" if r.detail
+                                                                  else ""))
+             if r.measured is not None else f"paper {r.paper_text}; {r.reason}", r.where or "-"]
+            for r in rows]
+    if markdown:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+            "| " + " | ".join(c.replace("|", "\\|") for c in b) + " |" for b in body]
+    return [f"{b[0]:<16} {b[1]:<12} {b[2]}: {b[3]} [{b[4]}]" for b in body]
 
 
 def summary(rows):
