@@ -157,7 +157,7 @@ Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   const std::size_t bytes =
       SegmentLayout::bytes_needed(layout.local_size, options.pipeline_depth, slot_bytes);
   try {
-    segment = std::make_unique<node::SharedSegment>(node_comm, bytes);
+    segment = std::make_unique<node::SharedSegment>(node_comm, bytes, where());
   } catch (...) {
     if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
     MPI_Comm_free(&node_comm);

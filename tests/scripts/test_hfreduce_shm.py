@@ -1,5 +1,6 @@
 """HFReduce leaves nothing in /dev/shm: after a normal run, and after its ranks are SIGKILLed
-mid-run (the segment is unlinked as soon as every local rank has mapped it)."""
+mid-run (the node segment is an anonymous memfd that never has a name; tests/faults kills ranks
+at each named set-up moment)."""
 import glob
 import os
 import signal
