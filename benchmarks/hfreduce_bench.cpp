@@ -1,5 +1,6 @@
 // HFReduce through the shared harness: same table, validation and HDF5 layout as the MPI baseline,
 // plus per-stage times and the fraction of the host-memory ceiling each size reached.
+#include <cmath>
 #include <thread>
 
 #include <fmt/format.h>
@@ -7,6 +8,7 @@
 #include "ffb/collective.h"
 #include "ffb/error.h"
 #include "ffb/membw.h"
+#include "ffb/mpi_env.h"
 #include "ffb/sizes.h"
 #include "hfreduce/hfreduce.h"
 #include "hfreduce_flags.h"
@@ -30,20 +32,15 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   void setup(const ffb::BackendContext& ctx) override {
     flags_.finish(ctx);
     flags_.options.fallback_bytes = ffb::parse_size(fallback_text_, "--fallback-bytes");
-    if (membw_gbps_ < 0) throw ffb::UsageError("--membw: give a positive GB/s or 0 to measure");
-    comm_ = std::make_unique<hfreduce::Communicator>(ctx.comm, flags_.options);
-    // The ceiling: measured add bandwidth (all cores) over the bytes this design moves per node.
+    if (!std::isfinite(membw_gbps_) || membw_gbps_ < 0)
+      throw ffb::UsageError(fmt::format(
+          "--membw {}: give a positive, finite GB/s, or 0 to measure at start-up", membw_gbps_));
     if (membw_gbps_ == 0) {
-      int rank = 0;
-      MPI_Comm_rank(ctx.comm, &rank);
-      double gbps = 0;
-      if (rank == 0) {
-        const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-        gbps = ffb::measure_membw(ffb::StreamKernel::add, threads, 64ull << 20, 5).gbps;
-      }
-      MPI_Bcast(&gbps, 1, MPI_DOUBLE, 0, ctx.comm);
-      membw_gbps_ = gbps;
+      measure_ceiling(ctx.comm);
+    } else {
+      membw_rule_ = fmt::format("given with --membw {}", membw_gbps_);
     }
+    comm_ = std::make_unique<hfreduce::Communicator>(ctx.comm, flags_.options);
   }
 
   void teardown() override { comm_.reset(); }
@@ -73,12 +70,36 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
     run.attrs["hfreduce_fallback_bytes"] = static_cast<std::int64_t>(flags_.options.fallback_bytes);
     run.attrs["hfreduce_memory_traffic_per_node"] = comm_->memory_traffic_per_node();
     run.attrs["host_membw_add_gbps"] = membw_gbps_;
+    run.attrs["host_membw_size_rule"] = membw_rule_;
   }
 
  private:
+  // The ceiling: measured add bandwidth (all hardware threads, the shared size rule) over the
+  // bytes this design moves per node. Rank 0 measures; every rank gets its figure and rule.
+  void measure_ceiling(MPI_Comm comm) {
+    int rank = 0;
+    MPI_Comm_rank(comm, &rank);
+    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const auto plan = ffb::plan_membw(ffb::arrays_of(ffb::StreamKernel::add), threads, 0);
+    int fits = rank != 0 || plan.fits() ? 1 : 0;
+    MPI_Bcast(&fits, 1, MPI_INT, 0, comm);
+    if (!fits)
+      throw ffb::UsageError(fmt::format(
+          "--membw 0: the start-up measurement needs {}; give the host memory bandwidth with "
+          "--membw GBPS",
+          plan.shortfall()));
+    double gbps = 0;
+    if (rank == 0)
+      gbps = ffb::measure_membw(ffb::StreamKernel::add, threads, plan.bytes_per_array, 5).gbps;
+    MPI_Bcast(&gbps, 1, MPI_DOUBLE, 0, comm);
+    membw_gbps_ = gbps;
+    membw_rule_ = ffb::allgather_strings(comm, rank == 0 ? plan.rule : std::string()).front();
+  }
+
   ffb::bench::HfreduceFlags flags_;
   std::string fallback_text_ = "16K";
   double membw_gbps_ = 0;
+  std::string membw_rule_;
   std::unique_ptr<hfreduce::Communicator> comm_;
 };
 

@@ -1,5 +1,7 @@
 // Host memory bandwidth probe (STREAM-like copy and add, 1..N threads): the ceiling HFReduce's
 // host stages are judged against. Rank 0 measures; the run is stored like every other result.
+// Array sizes follow the shared size rule (ffb::plan_membw) unless --bytes gives one.
+#include <algorithm>
 #include <thread>
 
 #include <CLI/CLI.hpp>
@@ -12,64 +14,122 @@
 #include "ffb/results.h"
 #include "ffb/sizes.h"
 
-int main(int argc, char** argv) {
-  ffb::MpiSession mpi(argc, argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  CLI::App app{"membw_bench: STREAM-like host memory bandwidth (GB = 1e9 B)", "membw_bench"};
-  std::string bytes_text = "128M", output, label;
+namespace {
+
+struct Args {
+  std::string bytes_text = "auto", output, label;
   int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int repetitions = 5;
-  app.add_option("--bytes", bytes_text, "bytes per array per thread (K/M/G)")
+  std::uint64_t bytes = 0;  // 0: the size rule
+};
+
+void add_options(CLI::App& app, Args& a) {
+  app.add_option("--bytes", a.bytes_text,
+                 "bytes per array per thread (K/M/G), or auto: working set >= 4 x the last-level "
+                 "cache, arrays >= 64 MiB")
       ->capture_default_str();
-  app.add_option("--threads", max_threads, "measure 1..N threads")->capture_default_str();
-  app.add_option("--repetitions", repetitions, "timed repetitions (best is reported)")
+  app.add_option("--threads", a.max_threads, "measure 1..N threads")->capture_default_str();
+  app.add_option("--repetitions", a.repetitions, "timed repetitions (best is reported)")
       ->capture_default_str();
-  app.add_option("--output", output, "append this run to an HDF5 results file");
-  app.add_option("--label", label, "free text stored with the run");
+  app.add_option("--output", a.output, "append this run to an HDF5 results file");
+  app.add_option("--label", a.label, "free text stored with the run");
+}
+
+void check(Args& a) {
+  if (a.bytes_text != "auto") {
+    a.bytes = ffb::parse_size(a.bytes_text, "--bytes");
+    if (a.bytes < 4096)
+      throw ffb::UsageError(fmt::format("--bytes {}: give at least 4K, or auto", a.bytes_text));
+  }
+  if (a.max_threads < 1 || a.max_threads > 1024)
+    throw ffb::UsageError(fmt::format("--threads {}: give 1 to 1024", a.max_threads));
+  if (a.repetitions < 1)
+    throw ffb::UsageError(fmt::format("--repetitions {}: give >= 1", a.repetitions));
+}
+
+struct Row {
+  ffb::StreamKernel kernel;
+  ffb::MembwPlan plan;
+};
+
+// One plan per (kernel, threads). Rank 0 decides whether the largest working set fits in memory;
+// every rank gets the same verdict.
+std::vector<Row> plan_rows(const Args& a, int rank) {
+  std::vector<Row> rows;
+  for (auto k : {ffb::StreamKernel::copy, ffb::StreamKernel::add})
+    for (int t = 1; t <= a.max_threads; ++t)
+      rows.push_back({k, ffb::plan_membw(ffb::arrays_of(k), t, a.bytes)});
+  const auto& largest = std::max_element(rows.begin(), rows.end(), [](const Row& x, const Row& y) {
+                          return x.plan.working_set < y.plan.working_set;
+                        })->plan;
+  int bad = rank == 0 && !largest.fits() ? 1 : 0;
+  MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  if (bad)
+    throw ffb::UsageError(fmt::format("--bytes {}: {}; give a smaller {}--bytes or fewer --threads",
+                                      a.bytes_text, largest.shortfall(),
+                                      a.bytes == 0 ? "explicit " : ""));
+  return rows;
+}
+
+void describe(ffb::RunRecord& run, const Args& a, const std::vector<Row>& rows) {
+  const auto& full = rows.back().plan;
+  run.attrs["label"] = a.label;
+  run.attrs["options"] =
+      fmt::format(R"({{"bytes": {}, "threads": {}, "repetitions": {}}})",
+                  a.bytes == 0 ? std::string(R"("auto")") : std::to_string(a.bytes), a.max_threads,
+                  a.repetitions);
+  run.attrs["membw_bytes_per_array"] = static_cast<std::int64_t>(full.bytes_per_array);
+  run.attrs["membw_size_rule"] =
+      full.rule + (full.automatic ? "; every row sized by the rule (column bytes_per_array)" : "");
+  run.attrs["llc_bytes"] = static_cast<std::int64_t>(full.llc_bytes);
+}
+
+ffb::Table measure(const Args& a, const std::vector<Row>& rows) {
+  ffb::Table table{.name = "membw", .columns = {}};
+  auto& kernel = table.add_str("kernel");
+  auto& threads = table.add_i64("threads", "count");
+  auto& bytes = table.add_i64("bytes_per_array", "B");
+  auto& best = table.add_f64("bandwidth", "GB/s");
+  auto& mean = table.add_f64("bandwidth_mean", "GB/s");
+  fmt::print("# membw_bench: best of {} (GB = 1e9 B); size: {}\n", a.repetitions,
+             rows.back().plan.rule);
+  fmt::print("# {:>6} {:>8} {:>12} {:>12} {:>12}\n", "kernel", "threads", "bytes/array",
+             "best GB/s", "mean GB/s");
+  for (const auto& row : rows) {
+    const auto r =
+        ffb::measure_membw(row.kernel, row.plan.threads, row.plan.bytes_per_array, a.repetitions);
+    fmt::print("  {:>6} {:>8} {:>12} {:12.2f} {:12.2f}\n", ffb::name_of(row.kernel), r.threads,
+               ffb::format_size(r.bytes_per_array), r.gbps, r.gbps_mean);
+    std::fflush(stdout);
+    kernel.emplace_back(ffb::name_of(row.kernel));
+    threads.push_back(r.threads);
+    bytes.push_back(static_cast<std::int64_t>(r.bytes_per_array));
+    best.push_back(r.gbps);
+    mean.push_back(r.gbps_mean);
+  }
+  return table;
+}
+
+int run(int argc, char** argv, int rank) {
+  CLI::App app{"membw_bench: STREAM-like host memory bandwidth (GB = 1e9 B)", "membw_bench"};
+  Args a;
+  add_options(app, a);
   try {
     app.parse(argc, argv);
-    const auto bytes = ffb::parse_size(bytes_text, "--bytes");
-    if (bytes < 4096)
-      throw ffb::UsageError(fmt::format("--bytes {}: give at least 4K", bytes_text));
-    if (max_threads < 1 || max_threads > 1024)
-      throw ffb::UsageError(fmt::format("--threads {}: give 1 to 1024", max_threads));
-    if (repetitions < 1)
-      throw ffb::UsageError(fmt::format("--repetitions {}: give >= 1", repetitions));
-
+    check(a);
+    const auto rows = plan_rows(a, rank);
     const auto topo = ffb::discover_topology(MPI_COMM_WORLD);
     ffb::RunRecord run;
-    run.attrs["label"] = label;
-    run.attrs["options"] = fmt::format(R"({{"bytes": {}, "threads": {}, "repetitions": {}}})",
-                                       bytes, max_threads, repetitions);
+    describe(run, a, rows);
     ffb::add_provenance(run, MPI_COMM_WORLD, topo, "membw_bench", "probe",
                         std::vector<std::string>(argv, argv + argc));
-    ffb::Table table{.name = "membw", .columns = {}};
-    auto& kernel = table.add_str("kernel");
-    auto& threads = table.add_i64("threads", "count");
-    auto& best = table.add_f64("bandwidth", "GB/s");
-    auto& mean = table.add_f64("bandwidth_mean", "GB/s");
-    if (rank == 0) {
-      fmt::print("# membw_bench: {} per array per thread, best of {} (GB = 1e9 B)\n",
-                 ffb::format_size(bytes), repetitions);
-      fmt::print("# {:>6} {:>8} {:>12} {:>12}\n", "kernel", "threads", "best GB/s", "mean GB/s");
-      for (auto k : {ffb::StreamKernel::copy, ffb::StreamKernel::add}) {
-        for (int t = 1; t <= max_threads; ++t) {
-          const auto r = ffb::measure_membw(k, t, bytes, repetitions);
-          fmt::print("  {:>6} {:>8} {:12.2f} {:12.2f}\n", ffb::name_of(k), t, r.gbps, r.gbps_mean);
-          kernel.emplace_back(ffb::name_of(k));
-          threads.push_back(t);
-          best.push_back(r.gbps);
-          mean.push_back(r.gbps_mean);
-        }
-      }
-    }
-    run.tables.push_back(std::move(table));
-    if (rank == 0 && !output.empty())
-      fmt::print("# results appended to {} as /runs/{}\n", output, ffb::append_run(output, run));
+    if (rank != 0) return ffb::kExitOk;
+    run.tables.push_back(measure(a, rows));
+    if (!a.output.empty())
+      fmt::print("# results appended to {} as /runs/{}\n", a.output,
+                 ffb::append_run(a.output, run));
   } catch (const CLI::CallForHelp&) {
     if (rank == 0) fmt::print("{}", app.help());
-    return 0;
   } catch (const CLI::ParseError& e) {
     if (rank == 0) fmt::print(stderr, "membw_bench: error: {} (see --help)\n", e.what());
     return ffb::kExitUsage;
@@ -77,5 +137,21 @@ int main(int argc, char** argv) {
     if (rank == 0) fmt::print(stderr, "membw_bench: error: {}\n", e.what());
     return ffb::kExitUsage;
   }
-  return 0;
+  return ffb::kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    ffb::MpiSession mpi(argc, argv);
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    return run(argc, argv, rank);
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "membw_bench: error: out of memory; give a smaller --bytes\n");
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "membw_bench: error: {}\n", e.what());
+  }
+  return ffb::kExitFailure;
 }

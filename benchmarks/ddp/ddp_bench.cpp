@@ -5,7 +5,6 @@
 // Compute: cuBLAS on a GPU, else emulated (sleep-based) from each layer's FLOPs and a device rate.
 // Design and output: docs/ddp_bench.md; results layout: results/SCHEMA.md ("ddp").
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <optional>
@@ -19,6 +18,7 @@
 #include "allreduce.h"
 #include "compute.h"
 #include "ffb/error.h"
+#include "ffb/hostinfo.h"
 #include "ffb/mpi_env.h"
 #include "ffb/provenance.h"
 #include "ffb/results.h"
@@ -95,16 +95,6 @@ std::map<std::string, double> parse_baseline(const std::string& text) {
     out[key] = v;
   }
   return out;
-}
-
-double mem_available_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  double kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024.0;
-  return 0.0;
 }
 
 int local_rank_and_size(MPI_Comm comm, int* local_size) {
@@ -329,7 +319,7 @@ int run(int argc, char** argv) {
   // Host memory: send + recv gradients per rank (plus a staging copy on GPUs).
   {
     const double need = 2.0 * grad_bytes * local_size;
-    const double have = mem_available_bytes();
+    const auto have = static_cast<double>(ffb::mem_available_bytes());
     int bad = (!compute->device_memory() && have > 0 && need > 0.8 * have) ? 1 : 0;
     MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
     if (bad)

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <random>
@@ -15,6 +14,7 @@
 
 #include "collective_internal.h"
 #include "ffb/error.h"
+#include "ffb/hostinfo.h"
 #include "ffb/provenance.h"
 #include "ffb/sizes.h"
 #include "ffb/stats.h"
@@ -94,16 +94,6 @@ struct PlacementResult {
   double accuracy = std::nan("");
   std::vector<Metric> metrics;  // mean over iterations, slowest rank
 };
-
-std::uint64_t mem_available_bytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  std::uint64_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return 0;
-}
 
 class Runner {
  public:

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ffb/cpu.h"
+#include "ffb/link_rate.h"
 
 extern char** environ;  // NOLINT: POSIX
 
@@ -83,6 +84,9 @@ void add_provenance(RunRecord& run, MPI_Comm comm, const Topology& topo, const s
   a["cpu_model"] = cpu_model();
   a["simd_level"] = std::string(name_of(detect_simd_level()));
   a["environment"] = relevant_environment_json();
+  const LinkRate link = detect_link_rate();  // this rank's view; rank 0's is the one written
+  if (link.gbit) a["link_rate_gbit"] = *link.gbit;
+  a["link_rate_source"] = link.source;
   if (!a.contains("label")) a["label"] = std::string();
   if (!a.contains("status")) a["status"] = std::string("complete");
 

@@ -30,6 +30,7 @@ struct Ctx {
   std::uint32_t dio_align = 512;      // statx alignment (used when --odirect)
   int shift = 0;                      // read-back shift in ranks
   std::vector<double> node_mem_gbps;  // per node, for the suspect-read check
+  std::string node_mem_rule;          // its size rule (ffb::MembwPlan::rule) or "given ..."
   Report& report;
 
   const CommonOptions& c() const { return opt.common; }

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "ffb/error.h"
+#include "ffb/hostinfo.h"
 #include "sync.h"
 
 namespace sb {
@@ -375,21 +376,6 @@ std::string magic_name(unsigned long m) {
 
 }  // namespace
 
-std::uint64_t read_meminfo_kib(const char* key) {
-  std::ifstream in("/proc/meminfo");
-  std::string line;
-  const std::string k = std::string(key) + ":";
-  while (std::getline(in, line)) {
-    if (line.rfind(k, 0) == 0) {
-      std::istringstream is(line.substr(k.size()));
-      std::uint64_t v = 0;
-      is >> v;
-      return v;
-    }
-  }
-  return 0;
-}
-
 FsInfo probe_fs(const fs::path& dir) {
   FsInfo info;
   std::error_code ec;
@@ -438,8 +424,8 @@ FsInfo probe_fs(const fs::path& dir) {
       info.mount_options = opts + (super.empty() ? "" : " (super: " + super + ")");
     }
   }
-  info.page_cache_bytes = read_meminfo_kib("Cached") * 1024;
-  info.mem_total_bytes = read_meminfo_kib("MemTotal") * 1024;
+  info.page_cache_bytes = ffb::meminfo_bytes("Cached");
+  info.mem_total_bytes = ffb::meminfo_bytes("MemTotal");
   return info;
 }
 

@@ -190,6 +190,4 @@ void sample_residency(int fd, std::uint64_t offset, std::uint64_t len, std::uint
 // fdatasync first.
 void evict(int fd);
 
-std::uint64_t read_meminfo_kib(const char* key);  // /proc/meminfo value in KiB, 0 if absent
-
 }  // namespace sb

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -12,6 +11,7 @@
 #include "context.h"
 #include "engine.h"
 #include "ffb/error.h"
+#include "ffb/membw.h"
 #include "ffb/mpi_env.h"
 #include "ffb/sizes.h"
 #include "fsutil.h"
@@ -24,31 +24,57 @@ namespace {
 
 using namespace sb;
 
-// Memory bandwidth of each node, STREAM copy convention (bytes read + bytes written per second):
-// every rank copies 128 MiB at the same moment (a barrier before each of 3 tries, best kept) and
-// the ranks of a node add up. A read from the page cache moves each byte once from memory into a
-// (cache-resident) user buffer, so no honest read can beat this.
-std::vector<double> node_memory_bandwidth(MPI_Comm comm, const ffb::Topology& topo, double given) {
-  std::vector<double> per_node(static_cast<std::size_t>(topo.nnodes()), given);
-  if (given > 0) return per_node;
-  constexpr std::size_t kBytes = 128ull << 20;
-  AlignedBuffer a(kBytes, 4096), b(kBytes, 4096);
-  std::memset(a.data(), 1, kBytes);
-  double mine = 0.0;
-  for (int i = 0; i < 3; ++i) {
-    MPI_Barrier(comm);
-    const double t0 = now_s();
-    std::memcpy(b.data(), a.data(), kBytes);
-    const double dt = now_s() - t0;
-    if (dt > 0) mine = std::max(mine, 2.0 * static_cast<double>(kBytes) / dt / 1e9);
-  }
-  std::vector<double> all(static_cast<std::size_t>(topo.size));
-  MPI_Allgather(&mine, 1, MPI_DOUBLE, all.data(), 1, MPI_DOUBLE, comm);
-  std::fill(per_node.begin(), per_node.end(), 0.0);
+struct NodeMemBw {
+  std::vector<double> per_node;  // GB/s, STREAM copy convention
+  std::string rule;              // how it was sized (or "given with --mem-bw")
+};
+
+// Memory bandwidth of each node with the shared STREAM copy kernel and size rule (ffb/membw.h, as
+// membw_bench): every rank copies with one thread on its own arrays, all ranks start each of 3
+// repetitions together (an MPI_Barrier before each), and a repetition moves the bytes of all
+// the node's ranks from the first rank's start to the last rank's end (as membw_bench's threads;
+// the ranks of a node share steady_clock); the best repetition counts. A read from the page cache
+// moves each byte once from memory into a (cache-resident) user buffer, so no honest read can beat
+// this.
+NodeMemBw node_memory_bandwidth(MPI_Comm comm, const ffb::Topology& topo, double given) {
+  const auto nnodes = static_cast<std::size_t>(topo.nnodes());
+  if (given > 0) return {std::vector<double>(nnodes, given), "given with --mem-bw"};
+  constexpr std::size_t kReps = 3;
+  const auto node_of = [&](int r) {
+    return static_cast<std::size_t>(topo.node_of_rank[static_cast<std::size_t>(r)]);
+  };
+  const auto kernel = ffb::StreamKernel::copy;
+  const auto plan =
+      ffb::plan_membw(ffb::arrays_of(kernel), topo.ranks_per_node[node_of(topo.rank)], 0, "rank");
+  agree(comm, [&] {
+    if (!plan.fits())
+      throw ffb::UsageError(fmt::format(
+          "the memory bandwidth probe needs {}; give the node's memory bandwidth with --mem-bw "
+          "GBPS",
+          plan.shortfall()));
+  });
+  const auto mine =
+      ffb::measure_membw(kernel, 1, plan.bytes_per_array, kReps, [comm] { MPI_Barrier(comm); });
+  std::vector<double> times(mine.rep_start_s);
+  times.insert(times.end(), mine.rep_end_s.begin(), mine.rep_end_s.end());
+  std::vector<double> all(static_cast<std::size_t>(topo.size) * 2 * kReps);
+  MPI_Allgather(times.data(), 2 * kReps, MPI_DOUBLE, all.data(), 2 * kReps, MPI_DOUBLE, comm);
+  // Per node and repetition: first start, last end.
+  std::vector<double> first(nnodes * kReps, 1e300), last(nnodes * kReps, -1e300);
   for (int r = 0; r < topo.size; ++r)
-    per_node[static_cast<std::size_t>(topo.node_of_rank[static_cast<std::size_t>(r)])] +=
-        all[static_cast<std::size_t>(r)];
-  return per_node;
+    for (std::size_t i = 0; i < kReps; ++i) {
+      const double* t = &all[static_cast<std::size_t>(r) * 2 * kReps];
+      first[node_of(r) * kReps + i] = std::min(first[node_of(r) * kReps + i], t[i]);
+      last[node_of(r) * kReps + i] = std::max(last[node_of(r) * kReps + i], t[kReps + i]);
+    }
+  const double moved = static_cast<double>(mine.bytes_per_array) * ffb::arrays_of(kernel);
+  std::vector<double> per_node(nnodes, 0.0);
+  for (std::size_t n = 0; n < nnodes; ++n)
+    for (std::size_t i = 0; i < kReps; ++i)
+      if (const double dt = last[n * kReps + i] - first[n * kReps + i]; dt > 0)
+        per_node[n] = std::max(per_node[n], moved * topo.ranks_per_node[n] / dt / 1e9);
+  // Rank 0's node's rule (every node of an even layout has the same one).
+  return {per_node, ffb::allgather_strings(comm, plan.rule).front()};
 }
 
 int exit_code_of(FailKind k) {
@@ -114,7 +140,7 @@ int run(int argc, char** argv, int rank) {
 
     Workspace ws(comm, c.dir, c.job_name, c.keep);
     std::unique_ptr<Engine> engine;
-    std::vector<double> mem;
+    NodeMemBw mem;
     Report report(rank, c.per_rank);
     int status = ffb::kExitOk;
     std::string failure;
@@ -137,7 +163,8 @@ int run(int argc, char** argv, int rank) {
                                                 : topo.ranks_per_node.front();
       shift %= size;
 
-      Ctx ctx{opt, comm, rank, size, topo, ws, fs, *engine, dio_alignment(fs), shift, mem, report};
+      Ctx ctx{opt,   comm,         rank,     size,  topo, ws, fs, *engine, dio_alignment(fs),
+              shift, mem.per_node, mem.rule, report};
       std::string hosts = topo.hosts.empty() ? "" : topo.hosts.front();
       if (topo.nnodes() > 1) hosts += fmt::format(" .. {}", topo.hosts.back());
       report.preamble(
@@ -160,8 +187,10 @@ int run(int argc, char** argv, int rank) {
            fmt::format("job directory {}", ws.path().string()),
            fmt::format("memory bandwidth per node (STREAM copy) {:.1f} GB/s ({}): reads faster "
                        "than this are flagged SUSPECT",
-                       mem.empty() ? 0.0 : *std::min_element(mem.begin(), mem.end()),
-                       c.mem_bw_gbps > 0 ? "given" : "measured"),
+                       mem.per_node.empty()
+                           ? 0.0
+                           : *std::min_element(mem.per_node.begin(), mem.per_node.end()),
+                       c.mem_bw_gbps > 0 ? "given" : "measured, " + mem.rule),
            "GB = 1e9 B; GB/s = bytes / (last close - first open) over all ranks (IOR); GB/s-data: "
            "first submit to last completion; first-done: all ranks' work when the fastest rank "
            "finished"});

@@ -200,6 +200,7 @@ void Report::write_hdf5(const Ctx& ctx, const std::string& status,
                    ? 0.0
                    : *std::min_element(ctx.node_mem_gbps.begin(), ctx.node_mem_gbps.end());
   a["node_mem_bw_gbps"] = mem;
+  a["node_mem_bw_size_rule"] = ctx.node_mem_rule;
   a["verify_errors"] = static_cast<std::int64_t>(verify_errors_);
   a["histogram_max_relative_error"] = ffb::LogLinearHistogram::max_relative_error();
   std::vector<std::string> notes = notes_;

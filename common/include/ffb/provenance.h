@@ -12,8 +12,9 @@
 namespace ffb {
 
 // Fills the common attrs (program, suite_version, git_commit, date, command_line, hosts, nranks,
-// nnodes, ranks_per_node, mpi_library_version, cpu_model, simd_level, environment) and the `ranks`
-// table. `devices` holds one entry per rank ("-" when none). Collective: call on every rank.
+// nnodes, ranks_per_node, mpi_library_version, cpu_model, simd_level, environment, link_rate_gbit
+// when known, link_rate_source) and the `ranks` table. `devices` holds one entry per rank ("-" when
+// none). Collective: call on every rank.
 void add_provenance(RunRecord& run, MPI_Comm comm, const Topology& topo, const std::string& program,
                     const std::string& kind, const std::vector<std::string>& argv,
                     const std::string& device_of_this_rank = "-");
