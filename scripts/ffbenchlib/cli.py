@@ -5,7 +5,8 @@ import sys
 
 # Subcommand modules, in help order. Each defines register(subparsers) and sets a `func` default
 # taking the parsed args and returning an exit status.
-SUBCOMMAND_MODULES = ("run", "emu", "merge", "compare", "report", "export", "cost", "model")
+SUBCOMMAND_MODULES = ("run", "emu", "merge", "compare", "report", "export", "cost", "model",
+                      "importers")
 
 
 class UsageError(Exception):

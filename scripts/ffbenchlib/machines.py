@@ -4,8 +4,9 @@ A machine is identified by its host names, CPU model and GPU model; its node cou
 of distinct hosts its runs used. Runs whose CPU and GPU models agree and whose host sets overlap
 belong to one machine (a sweep over 2..160 nodes of one cluster is one machine); a run that used
 no GPU (membw_bench, an MPI baseline) joins the GPU machine whose hosts it ran on. Emulated nodes
-(network namespaces named <name>-node<k>) are hosts like any other, so an emulated cluster is a
-machine of its own: its nodes share one real host's memory and cores.
+(network namespaces named <name>-node<k>, their runs carrying FFB_EMU_LINK_RATE) are hosts like any
+other, so an emulated cluster is a machine of its own: its nodes share one real host's memory and
+cores.
 
     group(runs) -> list[Machine]   in first-seen order
     gpu_model(run) -> str          "" for host-only runs
@@ -60,7 +61,9 @@ class Machine:
 
     @property
     def emulated(self):
-        return bool(self.hosts) and all(EMU_HOST.fullmatch(h) for h in self.hosts)
+        """Nodes of `ffbench emu` (network namespaces): its launcher exports FFB_EMU_LINK_RATE
+        into every run; a real host merely named like "gpu-node01" is not emulated."""
+        return any("FFB_EMU_LINK_RATE" in resmod.environment(r) for r in self.runs)
 
     @property
     def name(self):

@@ -125,9 +125,11 @@ def series_label(r):
 
 
 def collective_series(runs):
-    """{(backend, "series (shape)"): rows by size} of the out-of-place rows, latest run each."""
+    """{(backend, "series (shape)"): rows by size} of the out-of-place allreduce rows, latest run
+    each (imported allgather, bcast, ... runs are other collectives: not on these axes)."""
     rows = [r for r in resmod.collective_rows(runs)
-            if r.get("placement") == "out-of-place" and r.get("status") == "complete"]
+            if r.get("placement") == "out-of-place" and r.get("status") == "complete"
+            and (r.get("collective") or "allreduce") == "allreduce"]
     rows = _latest_by(rows, lambda r: (r["series"], r["ranks"], r["nodes"], r["program"]))
     series = {}
     for r in rows:

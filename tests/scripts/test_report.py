@@ -78,7 +78,8 @@ def results(tmp_path):
     coll(path, "hfreduce", "hfreduce.node.r2@0123456789ad", 2, 1, 2.5)
     for n in (2, 3):
         coll(path, "hfreduce", f"hfreduce.n{n}x1@01234567890{n}", n, n, 0.3,
-             hosts=[f"ffb-node{k}" for k in range(1, n + 1)])
+             hosts=[f"ffb-node{k}" for k in range(1, n + 1)],
+             env={"FFB_EMU_LINK_RATE": "1gbit"})  # what ffbench emu's launcher exports
     storage(path)
     membw(path, 30.0)
     return str(path)

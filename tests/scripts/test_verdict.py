@@ -307,10 +307,11 @@ def test_ff2_shape_per_machine_sections(ff2_file):
     # the FF2 cluster (its GPU-less membw run joins it: same hosts) and the separate SXM node
     assert len(sections) == 2, [s.splitlines()[0] for s in sections]
     decided = {}
+    raw_ids = set(r1_to_r7_raw_ids())  # --all also lists every twin: not raw rows
     for sec in sections:
         for line in sec.splitlines():
             m = re.match(r"(R[1-7]\.\S+)\s.*\s(PASS|FAIL)\s", line + " ")
-            if m:
+            if m and m.group(1) in raw_ids:
                 assert m.group(1) not in decided, m.group(1)
                 decided[m.group(1)] = m.group(2)
     ids = r1_to_r7_raw_ids()
