@@ -66,6 +66,6 @@ std::string_view name_of(EngineKind kind);
 
 // Monotonic clock in seconds (steady_clock), the one every timing in storage_bench uses.
 double now_s();
-void sleep_until_s(double t);
+void sleep_until_s(double t);  // returns early once a stop signal arrived
 
 }  // namespace sb

@@ -1,6 +1,8 @@
 #include "fsutil.h"
 
 #include <algorithm>
+#include <cctype>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -153,6 +155,7 @@ Workspace::Workspace(MPI_Comm comm, const fs::path& parent, const std::string& n
   std::string chosen;
   agree(comm, [&] {
     if (rank_ != 0) return;
+    if (!name.empty()) check_job_name(name);  // parse_options refused it already; never escape DIR
     Fd p(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!p) throw_io("open", parent.string(), errno);
     for (int attempt = 0;; ++attempt) {
@@ -173,12 +176,13 @@ Workspace::Workspace(MPI_Comm comm, const fs::path& parent, const std::string& n
   MPI_Bcast(&len, 1, MPI_INT, 0, comm);
   chosen.resize(static_cast<std::size_t>(len));
   MPI_Bcast(chosen.data(), len, MPI_CHAR, 0, comm);
+  name_ = chosen;
   const fs::path full = parent / chosen;
   agree(comm, [&] {
-    Fd p(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!p) throw_io("open", parent.string(), errno);
+    parent_fd_ = Fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!parent_fd_) throw_io("open", parent.string(), errno);
     try {
-      root_ = std::make_unique<DirHandle>(open_dir(p.get(), chosen, full.string()), full);
+      root_ = std::make_unique<DirHandle>(open_dir(parent_fd_.get(), chosen, full.string()), full);
       root_->set_counter(&removed_);
     } catch (const IoError& e) {
       if (e.err() == ENOENT)
@@ -268,7 +272,11 @@ void Workspace::local_cleanup() noexcept {
   my_subdirs_.clear();
   // rmdir only succeeds on an empty directory: if another rank still has files there, it stays and
   // that rank (the last one out) removes it.
-  ::rmdir(root_->path().c_str());
+  remove_root();
+}
+
+void Workspace::remove_root() noexcept {
+  if (parent_fd_) ::unlinkat(parent_fd_.get(), name_.c_str(), AT_REMOVEDIR);
 }
 
 std::size_t Workspace::finish() {
@@ -285,7 +293,8 @@ std::size_t Workspace::finish() {
   my_subdirs_.clear();
   MPI_Barrier(comm_);
   subdirs_.clear();
-  if (rank_ == 0 && ::rmdir(root_->path().c_str()) != 0 && errno != ENOENT) {
+  if (rank_ == 0 && ::unlinkat(parent_fd_.get(), name_.c_str(), AT_REMOVEDIR) != 0 &&
+      errno != ENOENT) {
     const int e = errno;
     root_.reset();
     throw_io("rmdir (job directory)", parent_.string(), e);
@@ -293,8 +302,27 @@ std::size_t Workspace::finish() {
   return removed_;
 }
 
-// ---- user directory checks
+// ---- job name and user directory checks
 // -----------------------------------------------------------------------
+
+void check_job_name(const std::string& name) {
+  std::string shown;
+  for (const char ch : name.substr(0, 64))
+    shown += std::isprint(static_cast<unsigned char>(ch)) ? ch : '?';
+  if (name.size() > 64) shown += "...";
+  const auto refuse = [&](const char* why) {
+    return ffb::UsageError(fmt::format(
+        "--job-name '{}': {}; give a bare directory name (1 to {} bytes, no '/', not '.' or '..'), "
+        "which storage_bench makes inside DIR",
+        shown, why, NAME_MAX));
+  };
+  if (name.empty()) throw refuse("empty");
+  if (name.find('\0') != std::string::npos) throw refuse("contains a NUL byte");
+  if (name.find('/') != std::string::npos) throw refuse("contains '/'");
+  if (name == "." || name == "..") throw refuse("names DIR itself or its parent");
+  if (name.size() > NAME_MAX)
+    throw refuse(fmt::format("{} bytes, above NAME_MAX", name.size()).c_str());
+}
 
 void check_user_dir(const fs::path& dir) {
   struct stat st {};

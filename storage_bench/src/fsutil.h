@@ -145,17 +145,25 @@ class Workspace {
 
  private:
   void local_cleanup() noexcept;
+  void remove_root() noexcept;  // rmdir of the (empty) job directory, relative to DIR's handle
   int rank_;
   bool keep_;
   bool finished_ = false;
   bool root_made_ = false;
   MPI_Comm comm_;
   std::filesystem::path parent_;
+  Fd parent_fd_;      // DIR, opened once: the job directory is always made and removed inside it
+  std::string name_;  // the job directory's name in DIR (a bare name: check_job_name)
   std::unique_ptr<DirHandle> root_;
   std::map<std::string, std::unique_ptr<DirHandle>> subdirs_;
   std::set<std::string> my_subdirs_;
   std::size_t removed_ = 0;
 };
+
+// Refuses (ffb::UsageError naming --job-name, the value and the fix) anything but a bare
+// directory name: empty, ".", "..", containing '/' or NUL, or longer than NAME_MAX bytes. So the
+// job directory, and everything storage_bench makes inside it, stays inside DIR.
+void check_job_name(const std::string& name);
 
 // Refuses, with one clear line (ffb::UsageError), a DIR that does not exist, is not a directory or
 // is not writable.

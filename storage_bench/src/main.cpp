@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 #include "context.h"
 #include "engine.h"
 #include "ffb/error.h"
+#include "ffb/hostinfo.h"
 #include "ffb/membw.h"
 #include "ffb/mpi_env.h"
 #include "ffb/sizes.h"
@@ -88,6 +90,17 @@ int exit_code_of(FailKind k) {
   }
 }
 
+// Open MPI's mpirun answers a SIGINT or SIGTERM of its own with SIGCONT + SIGTERM to every rank
+// (SIGKILL after odls_base_sigkill_timeout, 1 s by default) and exits 1 whatever the ranks
+// return; say so, since the user's own signal and exit status are lost on the way.
+std::string interrupted_note() {
+  if (stop_signal() != SIGTERM || std::getenv("OMPI_COMM_WORLD_SIZE") == nullptr) return "";
+  return fmt::format(
+      "; exit status {} (under Open MPI's mpirun, a SIGINT to mpirun reaches the "
+      "ranks as SIGTERM and mpirun itself exits 1)",
+      128 + SIGTERM);
+}
+
 void bcast_fs_dio(MPI_Comm comm, FsInfo& fs) {
   std::uint32_t v[3] = {fs.dio_mem_align, fs.dio_offset_align, fs.dio_supported ? 1u : 0u};
   MPI_Bcast(v, 3, MPI_UINT32_T, 0, comm);
@@ -98,6 +111,106 @@ void bcast_fs_dio(MPI_Comm comm, FsInfo& fs) {
   MPI_Bcast(&len, 1, MPI_INT, 0, comm);
   fs.dio_error.resize(static_cast<std::size_t>(len));
   MPI_Bcast(fs.dio_error.data(), len, MPI_CHAR, 0, comm);
+}
+
+// Before anything is written: the plan must be representable (no byte count above 1 EiB), fit in
+// the free space minus the margin (unless --ignore-free-space) and in memory (about half of each
+// node's MemAvailable). Collective; one line naming the flags and the fix otherwise.
+void check_plan(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, const FsInfo& fs) {
+  const auto& c = opt.common;
+  const int size = topo.size;
+  const std::uint64_t planned = planned_bytes(opt, size);
+  agree(comm, [&] {
+    if (topo.rank != 0) return;
+    if (planned > (std::uint64_t{1} << 60))
+      throw ffb::UsageError(fmt::format(
+          "planned write volume {} ({}, {} over {} ranks) is above 1 EiB: make the run smaller",
+          planned == UINT64_MAX ? std::string("above 16 EiB") : ffb::format_size(planned),
+          planned_flags(opt.workload), name_of(opt.workload), size));
+    if (c.ignore_free_space) return;
+    const auto margin =
+        static_cast<std::uint64_t>(c.space_margin * static_cast<double>(fs.total_bytes));
+    const std::uint64_t usable = fs.free_bytes > margin ? fs.free_bytes - margin : 0;
+    if (planned > usable)
+      throw ffb::UsageError(fmt::format(
+          "planned write volume {} ({} over {} ranks) does not fit in {} ({} on {}): {} free "
+          "minus a {:.0f}% margin leaves {}; make the run smaller, free space, or lower "
+          "--space-margin",
+          ffb::format_size(planned), name_of(opt.workload), size, c.dir, fs.fs_type, fs.device,
+          ffb::format_size(fs.free_bytes), c.space_margin * 100, ffb::format_size(usable)));
+  });
+  agree(comm, [&] {
+    const MemoryNeed need = memory_need(opt, size);
+    const auto node =
+        static_cast<std::size_t>(topo.node_of_rank[static_cast<std::size_t>(topo.rank)]);
+    const auto here = static_cast<std::uint64_t>(topo.ranks_per_node[node]);
+    const std::uint64_t avail = ffb::meminfo_bytes("MemAvailable");
+    const std::uint64_t node_need = need.bytes > UINT64_MAX / here ? UINT64_MAX : need.bytes * here;
+    if (avail > 0 && node_need > avail / 2)
+      throw ffb::UsageError(fmt::format(
+          "the run needs about {} of memory per rank ({}), {} for the {} rank(s) on {}: more than "
+          "half of its available memory ({}); make those smaller",
+          need.bytes == UINT64_MAX ? std::string("more than 16 EiB") : ffb::format_size(need.bytes),
+          need.flags, ffb::format_size(node_need), here, topo.host, ffb::format_size(avail)));
+  });
+}
+
+// The run's description: ranks and hosts, engine, file system, cache, job directory, memory
+// bandwidth and the units.
+std::vector<std::string> preamble_lines(const Ctx& ctx, const NodeMemBw& mem) {
+  const auto& opt = ctx.opt;
+  const auto& c = ctx.c();
+  const auto& topo = ctx.topo;
+  const auto& fs = ctx.fs;
+  const auto& ws = ctx.ws;
+  const int size = ctx.size;
+  std::string hosts = topo.hosts.empty() ? "" : topo.hosts.front();
+  if (topo.nnodes() > 1) hosts += fmt::format(" .. {}", topo.hosts.back());
+  return {
+      fmt::format("storage_bench {}: {} rank(s) on {} node(s) [{}], ranks per node {}",
+                  name_of(opt.workload), size, topo.nnodes(), hosts, topo.ranks_per_node_text()),
+      fmt::format("engine {} qd {}, {}{}{}{}, repetitions {}, seed {}", name_of(c.engine), c.qd,
+                  c.odirect ? "O_DIRECT" : "buffered", c.fsync ? ", fsync" : "",
+                  c.verify ? ", verify" : "", c.drop_cache ? ", drop-cache" : "", c.repetitions,
+                  c.seed),
+      fmt::format("dir {}: {} on {} at {} ({}); {} free of {}", fs.path, fs.fs_type, fs.device,
+                  fs.mount_point, fs.mount_options, ffb::format_size(fs.free_bytes),
+                  ffb::format_size(fs.total_bytes)),
+      fmt::format("page cache {} of {} memory; direct I/O {} (statx alignment: memory {} B, "
+                  "offset {} B)",
+                  ffb::format_size(fs.page_cache_bytes), ffb::format_size(fs.mem_total_bytes),
+                  fs.dio_supported ? "supported" : "refused: " + fs.dio_error, fs.dio_mem_align,
+                  fs.dio_offset_align),
+      fmt::format("job directory {}", ws.path().string()),
+      fmt::format(
+          "memory bandwidth per node (STREAM copy) {:.1f} GB/s ({}): reads faster "
+          "than this are flagged SUSPECT",
+          mem.per_node.empty() ? 0.0 : *std::min_element(mem.per_node.begin(), mem.per_node.end()),
+          c.mem_bw_gbps > 0 ? "given" : "measured, " + mem.rule),
+      "GB = 1e9 B; GB/s = bytes / (last close - first open) over all ranks (IOR); GB/s-data: "
+      "first submit to last completion; first-done: all ranks' work when the fastest rank "
+      "finished"};
+}
+
+// Rank 0's last line: the failure and what was removed, or the clean-up.
+void print_outcome(const CommonOptions& c, const Workspace& ws, FailKind kind,
+                   const std::string& failure, std::uint64_t removed_all) {
+  if (kind == FailKind::usage) {
+    std::fprintf(stderr, "storage_bench: %s\n", failure.c_str());
+  } else if (kind != FailKind::none) {
+    const char* what = kind == FailKind::out_of_space ? "out of space: " : "";
+    std::fprintf(
+        stderr, "storage_bench: %s%s; %s%s\n", what, failure.c_str(),
+        c.keep ? fmt::format("kept {} (--keep)", ws.path().string()).c_str()
+               : fmt::format("removed the {} file(s) this run wrote and its directory", removed_all)
+                     .c_str(),
+        kind == FailKind::interrupted ? interrupted_note().c_str() : "");
+  } else if (c.keep) {
+    std::printf("# kept %s (--keep)\n", ws.path().c_str());
+  } else {
+    std::printf("# cleaned up: removed %llu file(s) and %s\n",
+                static_cast<unsigned long long>(removed_all), ws.path().c_str());
+  }
 }
 
 int run(int argc, char** argv, int rank) {
@@ -122,21 +235,7 @@ int run(int argc, char** argv, int rank) {
     agree(comm, [&] { check_user_dir(c.dir); });
     FsInfo fs = probe_fs(c.dir);
 
-    // Free space: refuse a plan that cannot fit (the margin keeps the file system usable).
-    agree(comm, [&] {
-      if (rank != 0 || c.ignore_free_space) return;
-      const std::uint64_t planned = planned_bytes(opt, size);
-      const auto margin =
-          static_cast<std::uint64_t>(c.space_margin * static_cast<double>(fs.total_bytes));
-      const std::uint64_t usable = fs.free_bytes > margin ? fs.free_bytes - margin : 0;
-      if (planned > usable)
-        throw ffb::UsageError(fmt::format(
-            "planned write volume {} ({} over {} ranks) does not fit in {} ({} on {}): {} free "
-            "minus a "
-            "{:.0f}% margin leaves {}; make the run smaller, free space, or lower --space-margin",
-            ffb::format_size(planned), name_of(opt.workload), size, c.dir, fs.fs_type, fs.device,
-            ffb::format_size(fs.free_bytes), c.space_margin * 100, ffb::format_size(usable)));
-    });
+    check_plan(comm, opt, topo, fs);
 
     Workspace ws(comm, c.dir, c.job_name, c.keep);
     std::unique_ptr<Engine> engine;
@@ -165,35 +264,7 @@ int run(int argc, char** argv, int rank) {
 
       Ctx ctx{opt,   comm,         rank,     size,  topo, ws, fs, *engine, dio_alignment(fs),
               shift, mem.per_node, mem.rule, report};
-      std::string hosts = topo.hosts.empty() ? "" : topo.hosts.front();
-      if (topo.nnodes() > 1) hosts += fmt::format(" .. {}", topo.hosts.back());
-      report.preamble(
-          ctx,
-          {fmt::format("storage_bench {}: {} rank(s) on {} node(s) [{}], ranks per node {}",
-                       name_of(opt.workload), size, topo.nnodes(), hosts,
-                       topo.ranks_per_node_text()),
-           fmt::format("engine {} qd {}, {}{}{}{}, repetitions {}, seed {}", name_of(c.engine),
-                       c.qd, c.odirect ? "O_DIRECT" : "buffered", c.fsync ? ", fsync" : "",
-                       c.verify ? ", verify" : "", c.drop_cache ? ", drop-cache" : "",
-                       c.repetitions, c.seed),
-           fmt::format("dir {}: {} on {} at {} ({}); {} free of {}", fs.path, fs.fs_type, fs.device,
-                       fs.mount_point, fs.mount_options, ffb::format_size(fs.free_bytes),
-                       ffb::format_size(fs.total_bytes)),
-           fmt::format("page cache {} of {} memory; direct I/O {} (statx alignment: memory {} B, "
-                       "offset {} B)",
-                       ffb::format_size(fs.page_cache_bytes), ffb::format_size(fs.mem_total_bytes),
-                       fs.dio_supported ? "supported" : "refused: " + fs.dio_error,
-                       fs.dio_mem_align, fs.dio_offset_align),
-           fmt::format("job directory {}", ws.path().string()),
-           fmt::format("memory bandwidth per node (STREAM copy) {:.1f} GB/s ({}): reads faster "
-                       "than this are flagged SUSPECT",
-                       mem.per_node.empty()
-                           ? 0.0
-                           : *std::min_element(mem.per_node.begin(), mem.per_node.end()),
-                       c.mem_bw_gbps > 0 ? "given" : "measured, " + mem.rule),
-           "GB = 1e9 B; GB/s = bytes / (last close - first open) over all ranks (IOR); GB/s-data: "
-           "first submit to last completion; first-done: all ranks' work when the fastest rank "
-           "finished"});
+      report.preamble(ctx, preamble_lines(ctx, mem));
 
       // Inside agree(): a usage error a workload finds (e.g. an O_DIRECT alignment) ends the run
       // on every rank with one message, like any other failure.
@@ -216,8 +287,17 @@ int run(int argc, char** argv, int rank) {
             break;
         }
       });
-      report.summary();
+      report.summary(c.verify);
       if (report.verify_errors() > 0) status = ffb::kExitFailure;
+      // --self-test-corrupt flipped a byte that a read-back must have caught: a run that did not
+      // see it proves nothing and must not pass.
+      if (c.self_test_corrupt && report.verify_errors() == 0) {
+        status = ffb::kExitFailure;
+        if (rank == 0)
+          std::fprintf(stderr,
+                       "storage_bench: --self-test-corrupt: the corrupted block was read back "
+                       "without a verify error; --verify is not working\n");
+      }
       if (!c.output.empty())
         agree(comm,
               [&] { report.write_hdf5(ctx, status == ffb::kExitOk ? "complete" : "failed", {}); });
@@ -229,25 +309,7 @@ int run(int argc, char** argv, int rank) {
     // Cleanup on every path, collectively (all ranks agreed on the outcome above).
     std::uint64_t removed = ws.finish(), removed_all = 0;
     MPI_Reduce(&removed, &removed_all, 1, MPI_UINT64_T, MPI_SUM, 0, comm);
-    if (rank == 0) {
-      if (fail_kind == FailKind::usage) {
-        std::fprintf(stderr, "storage_bench: %s\n", failure.c_str());
-      } else if (fail_kind != FailKind::none) {
-        const char* what = fail_kind == FailKind::out_of_space  ? "out of space: "
-                           : fail_kind == FailKind::interrupted ? ""
-                                                                : "";
-        std::fprintf(stderr, "storage_bench: %s%s; %s\n", what, failure.c_str(),
-                     c.keep ? fmt::format("kept {} (--keep)", ws.path().string()).c_str()
-                            : fmt::format("removed the {} file(s) this run wrote and its directory",
-                                          removed_all)
-                                  .c_str());
-      } else if (c.keep) {
-        std::printf("# kept %s (--keep)\n", ws.path().c_str());
-      } else {
-        std::printf("# cleaned up: removed %llu file(s) and %s\n",
-                    static_cast<unsigned long long>(removed_all), ws.path().c_str());
-      }
-    }
+    if (rank == 0) print_outcome(c, ws, fail_kind, failure, removed_all);
     return status;
   } catch (const RunFailure& f) {
     if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", f.what());

@@ -1,8 +1,11 @@
 #include "options.h"
 
+#include <charconv>
 #include <cmath>
+#include <cstdlib>
 #include <deque>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -11,6 +14,7 @@
 
 #include "ffb/error.h"
 #include "ffb/sizes.h"
+#include "fsutil.h"
 
 namespace sb {
 
@@ -41,27 +45,78 @@ std::uint64_t CheckpointOptions::shard_bytes(int nranks) const {
 
 namespace {
 
-// Size options are read as text and parsed after CLI11 so errors name the flag (ffb::parse_size).
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+constexpr std::uint64_t kPiB = std::uint64_t{1} << 50;
+
+// CLI11's own range checks print a double's range as a 300-digit number and let NaN through.
+// These name the value and the range in words and refuse NaN, infinities, signs where none is
+// allowed and trailing junk; CLI11 prefixes the flag ("--qd: 0 is not an integer from 1 to 4096").
+CLI::Validator int_in(std::int64_t lo, std::uint64_t hi) {
+  return {[lo, hi](std::string& s) -> std::string {
+            const char* b = s.data();
+            const char* e = b + s.size();
+            bool ok = false;
+            if (!s.empty() && s[0] == '-') {
+              std::int64_t v = 0;
+              const auto [p, ec] = std::from_chars(b, e, v);
+              ok = ec == std::errc() && p == e && v >= lo;
+            } else {
+              std::uint64_t v = 0;
+              const auto [p, ec] = std::from_chars(b, e, v);
+              ok = ec == std::errc() && p == e && v <= hi &&
+                   (lo <= 0 || v >= static_cast<std::uint64_t>(lo));
+            }
+            return ok ? std::string()
+                      : fmt::format("{} is not an integer from {} to {}", s, lo, hi);
+          },
+          fmt::format("{} to {}", lo, hi)};
+}
+
+// A finite number in [lo, hi] (or (lo, hi] with above_lo).
+CLI::Validator real_in(double lo, double hi, bool above_lo = false) {
+  const std::string range = above_lo ? fmt::format("above {:g} up to {:g}", lo, hi)
+                                     : fmt::format("from {:g} to {:g}", lo, hi);
+  return {[lo, hi, above_lo, range](std::string& s) -> std::string {
+            char* end = nullptr;
+            const double v = std::strtod(s.c_str(), &end);
+            const bool ok = !s.empty() && end == s.c_str() + s.size() && std::isfinite(v) &&
+                            (above_lo ? v > lo : v >= lo) && v <= hi;
+            return ok ? std::string() : fmt::format("{} is not a number {}", s, range);
+          },
+          range};
+}
+
+// Size options are read as text and parsed after CLI11 so errors name the flag (ffb::parse_size)
+// and the valid range.
 struct SizeOpt {
   CLI::Option* opt;
   std::string flag;
   std::string* text;
   std::uint64_t* target;
+  std::uint64_t lo, hi;
 };
 
 class Registry {
  public:
   void size(CLI::App& app, const std::string& names, std::uint64_t& target, const std::string& help,
-            const std::string& flag) {
+            const std::string& flag, std::uint64_t lo, std::uint64_t hi) {
     texts_.emplace_back(ffb::format_size(target));
     auto* o = app.add_option(names, texts_.back(), help)
                   ->default_str(target ? ffb::format_size(target) : "")
                   ->type_name("SIZE");
-    sizes_.push_back({o, flag, &texts_.back(), &target});
+    sizes_.push_back({o, flag, &texts_.back(), &target, lo, hi});
   }
   void convert() {
-    for (auto& s : sizes_)
-      if (s.opt->count() > 0) *s.target = ffb::parse_size(*s.text, s.flag);
+    for (auto& s : sizes_) {
+      if (s.opt->count() == 0) continue;
+      const std::uint64_t v = ffb::parse_size(*s.text, s.flag);
+      if (v < s.lo || v > s.hi)
+        throw ffb::UsageError(
+            fmt::format("{} {}: give {} to {} (a byte count with an optional K, "
+                        "M, G or T suffix)",
+                        s.flag, *s.text, ffb::format_size(s.lo), ffb::format_size(s.hi)));
+      *s.target = v;
+    }
   }
 
  private:
@@ -69,14 +124,7 @@ class Registry {
   std::vector<SizeOpt> sizes_;
 };
 
-void add_common(CLI::App& app, CommonOptions& c, Registry& reg, std::string& positional_dir) {
-  (void)reg;
-  app.add_option("DIR", positional_dir,
-                 "directory to work in; storage_bench makes (and removes) its own fresh "
-                 "subdirectory there");
-  app.add_option("--dir", c.dir, "DIR as an option (for config files); the positional DIR wins");
-  app.add_option("--config", c.config,
-                 "YAML file of options (long names as keys); the command line wins");
+void add_io_options(CLI::App& app, CommonOptions& c) {
   app.add_option_function<std::string>(
          "--engine",
          [&c](const std::string& v) {
@@ -90,13 +138,13 @@ void add_common(CLI::App& app, CommonOptions& c, Registry& reg, std::string& pos
   app.add_option(
          "--qd", c.qd,
          "queue depth: operations in flight per rank (io_uring: ring slots; posix: threads)")
-      ->check(CLI::Range(1u, 4096u))
+      ->check(int_in(1, 4096))
       ->default_val(c.qd)
       ->group("I/O");
   app.add_option("--submit-batch", c.submit_batch,
                  "io_uring: submit once this many operations are queued (fio iodepth_batch_submit; "
                  "1 = each at once)")
-      ->check(CLI::Range(1u, 4096u))
+      ->check(int_in(1, 4096))
       ->default_val(c.submit_batch)
       ->group("I/O");
   app.add_flag("--odirect", c.odirect,
@@ -114,67 +162,89 @@ void add_common(CLI::App& app, CommonOptions& c, Registry& reg, std::string& pos
                "before every read phase, sync and evict our files from the page cache "
                "(posix_fadvise DONTNEED; never timed)")
       ->group("I/O");
+}
+
+void add_timing_options(CLI::App& app, CommonOptions& c) {
   app.add_option("-D,--stonewall", c.stonewall_s,
                  "time limit per phase in seconds (IOR -D); 0 = none")
-      ->check(CLI::NonNegativeNumber)
+      ->check(real_in(0, 1e6))
       ->default_val(c.stonewall_s)
       ->group("Timing");
   app.add_option("-d,--delay", c.delay_s,
                  "untimed pause in seconds before each timed phase, after cache preparation, so "
                  "write-back settles (IOR -d)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(real_in(0, 86400))
       ->default_val(c.delay_s)
       ->group("Timing");
   app.add_flag("!--no-wearout", c.wearout,
                "after a stonewall, do not let every rank catch up to the most work any rank did")
       ->group("Timing");
   app.add_option("-i,--repetitions", c.repetitions, "repetitions of the timed phases")
-      ->check(CLI::Range(1, 100000))
+      ->check(int_in(1, 100000))
       ->default_val(c.repetitions)
       ->group("Timing");
   app.add_option("--seed", c.seed, "seed for every random choice (shuffles, sizes, Zipf, arrivals)")
+      ->check(int_in(0, std::numeric_limits<std::uint64_t>::max()))
       ->default_val(c.seed)
       ->group("Timing");
   app.add_option("--shift", c.shift,
                  "read-back rank shift (IOR -C/-Q): rank r reads what rank r+shift wrote; -1 = one "
                  "node's worth of ranks, 0 = off")
-      ->check(CLI::Range(-1, 1 << 30))
+      ->check(int_in(-1, 1u << 30))
       ->default_val(c.shift)
       ->group("Timing");
   app.add_option(
          "--mem-bw", c.mem_bw_gbps,
          "memory bandwidth per node in GB/s for the suspect-read check; 0 = measure at start")
-      ->check(CLI::NonNegativeNumber)
+      ->check(real_in(0, 1e6))
       ->default_val(c.mem_bw_gbps)
       ->group("Timing");
   app.add_option("--residency-pages", c.residency_pages,
                  "pages per rank sampled with mincore before each read phase")
+      ->check(int_in(1, 1u << 30))
       ->default_val(c.residency_pages)
       ->group("Timing");
+}
+
+void add_common(CLI::App& app, CommonOptions& c, std::string& positional_dir) {
+  app.add_option("DIR", positional_dir,
+                 "directory to work in; storage_bench makes (and removes) its own fresh "
+                 "subdirectory there");
+  app.add_option("--dir", c.dir, "DIR as an option (for config files); the positional DIR wins");
+  app.add_option("--config", c.config,
+                 "YAML file of options (long names as keys); the command line wins");
+  add_io_options(app, c);
+  add_timing_options(app, c);
   app.add_flag("--keep", c.keep, "keep the job directory and its files at the end")
       ->group("Safety");
   app.add_option("--space-margin", c.space_margin,
                  "refuse a planned write volume above free space minus this fraction of the file "
                  "system size")
-      ->check(CLI::Range(0.0, 0.9))
+      ->check(real_in(0, 0.9))
       ->default_val(c.space_margin)
       ->group("Safety");
   app.add_flag("--ignore-free-space", c.ignore_free_space,
                "skip the free-space check (file systems that misreport free space; ENOSPC tests)")
       ->group("Safety");
-  app.add_option("--job-name", c.job_name,
-                 "name of the job subdirectory (must not exist); default "
-                 "storage_bench.<job id>.<pid>.<random>")
+  app.add_option_function<std::string>(
+         "--job-name",
+         [&c](const std::string& v) {
+           c.job_name = v;
+           c.job_name_given = true;
+         },
+         "name of the job subdirectory made inside DIR: a bare name (no '/'), which must not "
+         "exist; "
+         "default storage_bench.<job id>.<pid>.<random>")
+      ->type_name("NAME")
       ->group("Safety");
   app.add_option("-o,--output", c.output,
                  "append the results to this HDF5 file (results/SCHEMA.md)")
       ->group("Output");
   app.add_option("--label", c.label, "free text stored with the run")->group("Output");
   app.add_flag("--per-rank", c.per_rank, "print one row per rank and phase too")->group("Output");
-  app.add_flag(
-         "--self-test-corrupt", c.self_test_corrupt,
-         "after writing, flip one byte of one block we wrote, to prove --verify catches it (seq, "
-         "loader, checkpoint, meta)")
+  app.add_flag("--self-test-corrupt", c.self_test_corrupt,
+               "with --verify: after writing, flip one byte of one block we wrote, so the run "
+               "shows --verify catching it (and fails)")
       ->group("Testing");
 }
 
@@ -315,6 +385,314 @@ nlohmann::json Options::to_json() const {
   return j;
 }
 
+namespace {
+
+// Workload options. Text options (phases, pattern) are checked after parsing.
+struct Texts {
+  std::string positional_dir;
+  std::string seq_phases = "write,read", seq_pattern = "seq";
+  std::string meta_phases = "create,stat,read,delete";
+};
+
+void add_seq(CLI::App& app, Options& o, Registry& reg, Texts& t) {
+  auto* seq =
+      app.add_subcommand("seq", "IOR pattern: block/transfer/segments, write then read back");
+  add_common(*seq, o.common, t.positional_dir);
+  reg.size(*seq, "-b,--block", o.seq.block, "contiguous bytes per rank per segment (IOR -b)",
+           "--block", 1, kPiB);
+  reg.size(*seq, "-t,--transfer", o.seq.transfer, "bytes per I/O call (IOR -t)", "--transfer", 1,
+           2 * kGiB);
+  seq->add_option("-s,--segments", o.seq.segments, "segments (IOR -s)")
+      ->check(int_in(1, std::uint64_t{1} << 40))
+      ->default_val(o.seq.segments);
+  seq->add_flag("-F,--file-per-proc", o.seq.file_per_proc,
+                "one file per rank (IOR -F); default one shared file");
+  seq->add_option("--pattern", t.seq_pattern,
+                  "seq: ascending offsets; random: every transfer offset once in a seeded random "
+                  "order (IOR -z, fio rw=randread/randwrite)")
+      ->check(CLI::IsMember({"seq", "random"}))
+      ->default_val(t.seq_pattern);
+  seq->add_option("--phases", t.seq_phases,
+                  "write,read | write | read (read alone lays the data out untimed first)")
+      ->default_val(t.seq_phases);
+}
+
+void add_loader(CLI::App& app, Options& o, Registry& reg, Texts& t) {
+  auto* loader = app.add_subcommand(
+      "loader", "training-data reader over packed shards, seeded global shuffle");
+  add_common(*loader, o.common, t.positional_dir);
+  loader->add_option("--samples", o.loader.samples, "samples in the dataset (all ranks)")
+      ->check(int_in(1, std::uint64_t{1} << 36))
+      ->default_val(o.loader.samples);
+  loader
+      ->add_option("--sample-size", o.loader.sample_size,
+                   "size distribution: fixed:S | uniform:min=S,max=S | loguniform:min=S,max=S | "
+                   "lognormal:median=S,sigma=X[,min=S][,max=S]")
+      ->default_val(o.loader.sample_size);
+  reg.size(*loader, "--shard-size", o.loader.shard_size, "target bytes per shard file",
+           "--shard-size", 1, kPiB);
+  loader->add_option("--epochs", o.loader.epochs, "epochs")
+      ->check(int_in(1, 1000000))
+      ->default_val(o.loader.epochs);
+  loader->add_option("--batch", o.loader.batch, "samples per batch per rank")
+      ->check(int_in(1, std::uint64_t{1} << 24))
+      ->default_val(o.loader.batch);
+  loader->add_option("--compute-ms", o.loader.compute_ms, "emulated compute time per batch (ms)")
+      ->check(real_in(0, 3.6e6))
+      ->default_val(o.loader.compute_ms);
+  loader->add_option("--prefetch", o.loader.prefetch, "batches the loader may run ahead of compute")
+      ->check(int_in(1, 1024))
+      ->default_val(o.loader.prefetch);
+}
+
+void add_checkpoint(CLI::App& app, Options& o, Registry& reg, Texts& t) {
+  auto* ckpt = app.add_subcommand(
+      "checkpoint", "file-per-rank checkpoint: temp dir, fsync, rename commit, restore");
+  add_common(*ckpt, o.common, t.positional_dir);
+  reg.size(*ckpt, "--ckpt-size", o.ckpt.ckpt_size,
+           "bytes per rank (default 64 MiB unless --model-params)", "--ckpt-size", 1, kPiB);
+  ckpt->add_option("--model-params", o.ckpt.model_params,
+                   "model parameters (e.g. 13e9): shard = params x bytes x factor / ranks")
+      ->check(real_in(0, 1e15, true));
+  ckpt->add_option("--bytes-per-param", o.ckpt.bytes_per_param, "bytes per parameter (2 for bf16)")
+      ->check(real_in(0, 64, true))
+      ->default_val(o.ckpt.bytes_per_param);
+  ckpt->add_option(
+          "--optimizer-factor", o.ckpt.optimizer_factor,
+          "multiplier for optimizer state (1 weights only; 7 for bf16 + fp32 master + Adam m, v)")
+      ->check(real_in(0, 100, true))
+      ->default_val(o.ckpt.optimizer_factor);
+  reg.size(*ckpt, "--chunk", o.ckpt.chunk, "bytes per write/read call", "--chunk", 1, 2 * kGiB);
+  ckpt->add_option("--steps", o.ckpt.steps, "checkpoints to save")
+      ->check(int_in(1, 1000000))
+      ->default_val(o.ckpt.steps);
+  ckpt->add_option("--interval", o.ckpt.interval_s, "seconds between checkpoint starts")
+      ->check(real_in(0, 86400))
+      ->default_val(o.ckpt.interval_s);
+  ckpt->add_flag("!--no-restore", o.ckpt.restore, "skip the restore (read-back) phase");
+  ckpt->add_option("--restore-ranks", o.ckpt.restore_ranks,
+                   "ranks that restore (each takes a byte range across shards); 0 = all")
+      ->check(int_in(0, 1u << 30))
+      ->default_val(o.ckpt.restore_ranks);
+}
+
+void add_kvcache(CLI::App& app, Options& o, Registry& reg, Texts& t) {
+  auto* kv =
+      app.add_subcommand("kvcache", "KV-cache block store: Zipf reads, new blocks, GC deletes");
+  add_common(*kv, o.common, t.positional_dir);
+  reg.size(*kv, "--block-size", o.kv.block_size,
+           "bytes per block (KV blocks are usually 64 KiB to a few MiB)", "--block-size", 4096,
+           kGiB);
+  kv->add_option("--blocks-per-file", o.kv.blocks_per_file, "blocks per file")
+      ->check(int_in(1, std::uint64_t{1} << 20))
+      ->default_val(o.kv.blocks_per_file);
+  kv->add_option("--blocks-per-rank", o.kv.blocks_per_rank, "live blocks per rank (store capacity)")
+      ->check(int_in(1, std::uint64_t{1} << 32))
+      ->default_val(o.kv.blocks_per_rank);
+  kv->add_option("--rounds", o.kv.rounds, "rounds (the live set is fixed within a round)")
+      ->check(int_in(1, 1000000))
+      ->default_val(o.kv.rounds);
+  kv->add_option("--ops", o.kv.ops, "block operations per rank per round")
+      ->check(int_in(1, std::uint64_t{1} << 40))
+      ->default_val(o.kv.ops);
+  kv->add_option("--write-frac", o.kv.write_frac, "fraction of operations that write a new block")
+      ->check(real_in(0, 1))
+      ->default_val(o.kv.write_frac);
+  kv->add_option("--zipf", o.kv.zipf, "Zipf exponent of read popularity (0 = uniform)")
+      ->check(real_in(0, 10))
+      ->default_val(o.kv.zipf);
+  kv->add_option("--rate", o.kv.rate,
+                 "target operations/s per rank with Poisson arrivals; 0 = as fast as possible")
+      ->check(real_in(0, 1e7))
+      ->default_val(o.kv.rate);
+}
+
+void add_meta(CLI::App& app, Options& o, Registry& reg, Texts& t) {
+  auto* meta = app.add_subcommand("meta", "mdtest-like create/stat/read/delete of small files");
+  add_common(*meta, o.common, t.positional_dir);
+  meta->add_option("-n,--files", o.meta.files, "files per rank")
+      ->check(int_in(1, std::uint64_t{1} << 32))
+      ->default_val(o.meta.files);
+  reg.size(*meta, "-w,--file-size", o.meta.file_size, "bytes written into each file (mdtest -w)",
+           "--file-size", 0, kGiB);
+  meta->add_flag("-u,--unique-dir", o.meta.unique_dir,
+                 "one directory per rank (mdtest -u); default one shared directory");
+  meta->add_option("--phases", t.meta_phases,
+                   "any of create,stat,read,delete (create is always run)")
+      ->default_val(t.meta_phases);
+}
+
+// ---- validation that CLI11 cannot express: one line naming the flag, the value and the fix ----
+
+void validate_seq(Options& o, const Texts& t) {
+  o.seq.random = t.seq_pattern == "random";
+  const auto ph = split_list(t.seq_phases);
+  o.seq.do_write = o.seq.do_read = false;
+  for (const auto& p : ph) {
+    if (p == "write")
+      o.seq.do_write = true;
+    else if (p == "read")
+      o.seq.do_read = true;
+    else
+      throw ffb::UsageError(fmt::format(
+          "--phases {}: unknown phase '{}'; use write,read, write or read", t.seq_phases, p));
+  }
+  if (ph.empty()) throw ffb::UsageError("--phases: empty; use write,read, write or read");
+  if (o.seq.block % o.seq.transfer != 0)
+    throw ffb::UsageError(
+        fmt::format("--block {} is not a multiple of --transfer {}: make the block a whole "
+                    "number of transfers (IOR's rule)",
+                    ffb::format_size(o.seq.block), ffb::format_size(o.seq.transfer)));
+  if (o.seq.segments > kPiB / o.seq.block)
+    throw ffb::UsageError(
+        fmt::format("--block {} x --segments {}: above 1 PiB per rank; lower --segments or --block",
+                    ffb::format_size(o.seq.block), o.seq.segments));
+  if (o.common.self_test_corrupt && !o.seq.do_read)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --phases {}: nothing is read back, so the corruption could not "
+        "be caught; add the read phase or drop --self-test-corrupt",
+        t.seq_phases));
+}
+
+void validate_loader(const Options& o) {
+  const auto d = SizeDistribution::parse(o.loader.sample_size, "--sample-size");
+  if (d.max_size() > kGiB)
+    throw ffb::UsageError(fmt::format(
+        "--sample-size {}: samples above 1 GiB are not supported; give a max= of at most 1G",
+        o.loader.sample_size));
+  if (d.mean_estimate() * static_cast<double>(o.loader.samples) > static_cast<double>(kPiB))
+    throw ffb::UsageError(fmt::format(
+        "--samples {} x --sample-size {}: a dataset above 1 PiB; give fewer or smaller samples",
+        o.loader.samples, o.loader.sample_size));
+}
+
+void validate_checkpoint(const Options& o) {
+  const auto& k = o.ckpt;
+  if (k.ckpt_size && k.model_params > 0)
+    throw ffb::UsageError(
+        "--ckpt-size and --model-params both given: give one (the shard size directly, or the "
+        "model to derive it)");
+  const double total = k.model_params * k.bytes_per_param * k.optimizer_factor;
+  if (total > static_cast<double>(std::uint64_t{1} << 60))
+    throw ffb::UsageError(fmt::format(
+        "--model-params {:g} x --bytes-per-param {:g} x --optimizer-factor {:g} = {:.3g} bytes: "
+        "above 1 EiB; give a smaller model or factor",
+        k.model_params, k.bytes_per_param, k.optimizer_factor, total));
+  if (o.common.self_test_corrupt && !k.restore)
+    throw ffb::UsageError(
+        "--self-test-corrupt with --no-restore: nothing is read back, so the corruption could not "
+        "be caught; drop --no-restore or --self-test-corrupt");
+}
+
+void validate_kvcache(const Options& o) {
+  const auto& k = o.kv;
+  const auto wblocks =
+      static_cast<std::uint64_t>(std::llround(static_cast<double>(k.ops) * k.write_frac));
+  if (wblocks >= k.blocks_per_rank)
+    throw ffb::UsageError(
+        fmt::format("--write-frac {} x --ops {} = {} new blocks per rank and round, not below "
+                    "--blocks-per-rank {}: the store would turn over completely every round; raise "
+                    "--blocks-per-rank or lower --write-frac",
+                    k.write_frac, k.ops, wblocks, k.blocks_per_rank));
+  if (k.blocks_per_rank > kPiB / k.block_size)
+    throw ffb::UsageError(
+        fmt::format("--blocks-per-rank {} x --block-size {}: above 1 PiB per rank; lower either",
+                    k.blocks_per_rank, ffb::format_size(k.block_size)));
+  if (o.common.self_test_corrupt && wblocks >= k.ops)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --write-frac {}: no operation reads a block, so the corruption "
+        "could not be caught; lower --write-frac or drop --self-test-corrupt",
+        k.write_frac));
+}
+
+void validate_meta(Options& o, const Texts& t) {
+  o.meta.do_create = true;
+  o.meta.do_stat = o.meta.do_read = o.meta.do_delete = false;
+  for (const auto& p : split_list(t.meta_phases)) {
+    if (p == "create") continue;
+    if (p == "stat")
+      o.meta.do_stat = true;
+    else if (p == "read")
+      o.meta.do_read = true;
+    else if (p == "delete")
+      o.meta.do_delete = true;
+    else
+      throw ffb::UsageError(fmt::format(
+          "--phases {}: unknown phase '{}'; use any of create,stat,read,delete", t.meta_phases, p));
+  }
+  if (o.common.self_test_corrupt && (!o.meta.do_read || o.meta.file_size == 0))
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with {}: no file content is read back, so the corruption could not "
+        "be caught; {} or drop --self-test-corrupt",
+        o.meta.file_size == 0 ? "--file-size 0" : "--phases " + t.meta_phases,
+        o.meta.file_size == 0 ? "give a --file-size" : "add the read phase"));
+}
+
+void validate_common(const Options& o) {
+  const auto& c = o.common;
+  if (c.job_name_given) check_job_name(c.job_name);
+  if (c.self_test_corrupt && !c.verify)
+    throw ffb::UsageError(
+        "--self-test-corrupt without --verify: it flips a byte to show that --verify catches it, "
+        "and nothing would check it; add --verify");
+  if (c.self_test_corrupt && c.stonewall_s > 0)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --stonewall {:g}: the corrupted block might never be read "
+        "back; drop --stonewall or --self-test-corrupt",
+        c.stonewall_s));
+}
+
+// --config: its keys become tokens right after the workload name, before the user's own.
+std::vector<std::string> with_config(std::vector<std::string> args,
+                                     std::vector<std::string>& argv) {
+  std::string config_path;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--config" && i + 1 < args.size()) config_path = args[i + 1];
+    if (args[i].rfind("--config=", 0) == 0) config_path = args[i].substr(9);
+  }
+  if (config_path.empty()) return args;
+  std::string cfg_workload;
+  auto tokens = config_tokens(config_path, &cfg_workload);
+  const bool has_workload =
+      !args.empty() && (args[0] == "seq" || args[0] == "loader" || args[0] == "checkpoint" ||
+                        args[0] == "kvcache" || args[0] == "meta");
+  if (!has_workload) {
+    if (cfg_workload.empty())
+      throw ffb::UsageError(fmt::format(
+          "no workload: give one of seq, loader, checkpoint, kvcache, meta first, or 'workload:' "
+          "in --config {}",
+          config_path));
+    args.insert(args.begin(), cfg_workload);
+  }
+  args.insert(args.begin() + 1, tokens.begin(), tokens.end());
+  argv.resize(1);
+  argv.insert(argv.end(), args.begin(), args.end());
+  return args;
+}
+
+void validate(Options& o, const Texts& t) {
+  validate_common(o);
+  switch (o.workload) {
+    case Workload::seq:
+      validate_seq(o, t);
+      break;
+    case Workload::loader:
+      validate_loader(o);
+      break;
+    case Workload::checkpoint:
+      validate_checkpoint(o);
+      break;
+    case Workload::kvcache:
+      validate_kvcache(o);
+      break;
+    case Workload::meta:
+      validate_meta(o, t);
+      break;
+  }
+}
+
+}  // namespace
+
 std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
   Options o;
   o.argv.assign(argv, argv + argc);
@@ -330,151 +708,14 @@ std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
   app.set_help_all_flag("--help-all", "options of every workload");
 
   Registry reg;
-  std::string positional_dir;
-  std::string seq_phases = "write,read", seq_pattern = "seq";
-  std::string meta_phases = "create,stat,read,delete";
+  Texts t;
+  add_seq(app, o, reg, t);
+  add_loader(app, o, reg, t);
+  add_checkpoint(app, o, reg, t);
+  add_kvcache(app, o, reg, t);
+  add_meta(app, o, reg, t);
 
-  auto* seq =
-      app.add_subcommand("seq", "IOR pattern: block/transfer/segments, write then read back");
-  add_common(*seq, o.common, reg, positional_dir);
-  reg.size(*seq, "-b,--block", o.seq.block, "contiguous bytes per rank per segment (IOR -b)",
-           "--block");
-  reg.size(*seq, "-t,--transfer", o.seq.transfer, "bytes per I/O call (IOR -t)", "--transfer");
-  seq->add_option("-s,--segments", o.seq.segments, "segments (IOR -s)")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
-      ->default_val(o.seq.segments);
-  seq->add_flag("-F,--file-per-proc", o.seq.file_per_proc,
-                "one file per rank (IOR -F); default one shared file");
-  seq->add_option("--pattern", seq_pattern,
-                  "seq: ascending offsets; random: every transfer offset once in a seeded random "
-                  "order (IOR -z, fio rw=randread/randwrite)")
-      ->check(CLI::IsMember({"seq", "random"}))
-      ->default_val(seq_pattern);
-  seq->add_option("--phases", seq_phases,
-                  "write,read | write | read (read alone lays the data out untimed first)")
-      ->default_val(seq_phases);
-
-  auto* loader = app.add_subcommand(
-      "loader", "training-data reader over packed shards, seeded global shuffle");
-  add_common(*loader, o.common, reg, positional_dir);
-  loader->add_option("--samples", o.loader.samples, "samples in the dataset (all ranks)")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 36))
-      ->default_val(o.loader.samples);
-  loader
-      ->add_option("--sample-size", o.loader.sample_size,
-                   "size distribution: fixed:S | uniform:min=S,max=S | loguniform:min=S,max=S | "
-                   "lognormal:median=S,sigma=X[,min=S][,max=S]")
-      ->default_val(o.loader.sample_size);
-  reg.size(*loader, "--shard-size", o.loader.shard_size, "target bytes per shard file",
-           "--shard-size");
-  loader->add_option("--epochs", o.loader.epochs, "epochs")
-      ->check(CLI::Range(1, 1000000))
-      ->default_val(o.loader.epochs);
-  loader->add_option("--batch", o.loader.batch, "samples per batch per rank")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 24))
-      ->default_val(o.loader.batch);
-  loader->add_option("--compute-ms", o.loader.compute_ms, "emulated compute time per batch (ms)")
-      ->check(CLI::NonNegativeNumber)
-      ->default_val(o.loader.compute_ms);
-  loader->add_option("--prefetch", o.loader.prefetch, "batches the loader may run ahead of compute")
-      ->check(CLI::Range(1, 1024))
-      ->default_val(o.loader.prefetch);
-
-  auto* ckpt = app.add_subcommand(
-      "checkpoint", "file-per-rank checkpoint: temp dir, fsync, rename commit, restore");
-  add_common(*ckpt, o.common, reg, positional_dir);
-  reg.size(*ckpt, "--ckpt-size", o.ckpt.ckpt_size,
-           "bytes per rank (default 64 MiB unless --model-params)", "--ckpt-size");
-  ckpt->add_option("--model-params", o.ckpt.model_params,
-                   "model parameters (e.g. 13e9): shard = params x bytes x factor / ranks")
-      ->check(CLI::NonNegativeNumber);
-  ckpt->add_option("--bytes-per-param", o.ckpt.bytes_per_param, "bytes per parameter (2 for bf16)")
-      ->check(CLI::PositiveNumber)
-      ->default_val(o.ckpt.bytes_per_param);
-  ckpt->add_option(
-          "--optimizer-factor", o.ckpt.optimizer_factor,
-          "multiplier for optimizer state (1 weights only; 7 for bf16 + fp32 master + Adam m, v)")
-      ->check(CLI::PositiveNumber)
-      ->default_val(o.ckpt.optimizer_factor);
-  reg.size(*ckpt, "--chunk", o.ckpt.chunk, "bytes per write/read call", "--chunk");
-  ckpt->add_option("--steps", o.ckpt.steps, "checkpoints to save")
-      ->check(CLI::Range(1, 1000000))
-      ->default_val(o.ckpt.steps);
-  ckpt->add_option("--interval", o.ckpt.interval_s, "seconds between checkpoint starts")
-      ->check(CLI::NonNegativeNumber)
-      ->default_val(o.ckpt.interval_s);
-  ckpt->add_flag("!--no-restore", o.ckpt.restore, "skip the restore (read-back) phase");
-  ckpt->add_option("--restore-ranks", o.ckpt.restore_ranks,
-                   "ranks that restore (each takes a byte range across shards); 0 = all")
-      ->check(CLI::Range(0, 1 << 30))
-      ->default_val(o.ckpt.restore_ranks);
-
-  auto* kv =
-      app.add_subcommand("kvcache", "KV-cache block store: Zipf reads, new blocks, GC deletes");
-  add_common(*kv, o.common, reg, positional_dir);
-  reg.size(*kv, "--block-size", o.kv.block_size, "bytes per block", "--block-size");
-  kv->add_option("--blocks-per-file", o.kv.blocks_per_file, "blocks per file")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 20))
-      ->default_val(o.kv.blocks_per_file);
-  kv->add_option("--blocks-per-rank", o.kv.blocks_per_rank, "live blocks per rank (store capacity)")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 32))
-      ->default_val(o.kv.blocks_per_rank);
-  kv->add_option("--rounds", o.kv.rounds, "rounds (the live set is fixed within a round)")
-      ->check(CLI::Range(1, 1000000))
-      ->default_val(o.kv.rounds);
-  kv->add_option("--ops", o.kv.ops, "block operations per rank per round")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 40))
-      ->default_val(o.kv.ops);
-  kv->add_option("--write-frac", o.kv.write_frac, "fraction of operations that write a new block")
-      ->check(CLI::Range(0.0, 1.0))
-      ->default_val(o.kv.write_frac);
-  kv->add_option("--zipf", o.kv.zipf, "Zipf exponent of read popularity (0 = uniform)")
-      ->check(CLI::Range(0.0, 10.0))
-      ->default_val(o.kv.zipf);
-  kv->add_option("--rate", o.kv.rate,
-                 "target operations/s per rank with Poisson arrivals; 0 = as fast as possible")
-      ->check(CLI::NonNegativeNumber)
-      ->default_val(o.kv.rate);
-
-  auto* meta = app.add_subcommand("meta", "mdtest-like create/stat/read/delete of small files");
-  add_common(*meta, o.common, reg, positional_dir);
-  meta->add_option("-n,--files", o.meta.files, "files per rank")
-      ->check(CLI::Range(std::uint64_t{1}, std::uint64_t{1} << 32))
-      ->default_val(o.meta.files);
-  reg.size(*meta, "-w,--file-size", o.meta.file_size, "bytes written into each file (mdtest -w)",
-           "--file-size");
-  meta->add_flag("-u,--unique-dir", o.meta.unique_dir,
-                 "one directory per rank (mdtest -u); default one shared directory");
-  meta->add_option("--phases", meta_phases, "any of create,stat,read,delete (create is always run)")
-      ->default_val(meta_phases);
-
-  // --config: its keys become tokens right after the workload name, before the user's own.
-  std::vector<std::string> args(argv + 1, argv + argc);
-  std::string config_path;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size()) config_path = args[i + 1];
-    if (args[i].rfind("--config=", 0) == 0) config_path = args[i].substr(9);
-  }
-  if (!config_path.empty()) {
-    std::string cfg_workload;
-    auto tokens = config_tokens(config_path, &cfg_workload);
-    const bool has_workload =
-        !args.empty() && (args[0] == "seq" || args[0] == "loader" || args[0] == "checkpoint" ||
-                          args[0] == "kvcache" || args[0] == "meta");
-    std::size_t insert_at = 1;
-    if (!has_workload) {
-      if (cfg_workload.empty())
-        throw ffb::UsageError(fmt::format(
-            "no workload: give one of seq, loader, checkpoint, kvcache, meta first, or 'workload:' "
-            "in --config {}",
-            config_path));
-      args.insert(args.begin(), cfg_workload);
-    }
-    args.insert(args.begin() + static_cast<std::ptrdiff_t>(insert_at), tokens.begin(),
-                tokens.end());
-    o.argv.resize(1);
-    o.argv.insert(o.argv.end(), args.begin(), args.end());
-  }
+  const auto args = with_config({argv + 1, argv + argc}, o.argv);
   std::vector<std::string> reversed(args.rbegin(), args.rend());
   try {
     app.parse(reversed);
@@ -495,87 +736,19 @@ std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
     throw ffb::UsageError(fmt::format("{}; see storage_bench{} --help", what, sub));
   }
   reg.convert();
-  if (!positional_dir.empty()) o.common.dir = positional_dir;
+  if (!t.positional_dir.empty()) o.common.dir = t.positional_dir;
   if (o.common.dir.empty())
     throw ffb::UsageError(fmt::format(
         "DIR is required: give the directory to work in, e.g. storage_bench {} /mnt/fs/bench",
         app.get_subcommands().front()->get_name()));
 
-  const auto* chosen = app.get_subcommands().front();
-  const std::string w = chosen->get_name();
+  const std::string w = app.get_subcommands().front()->get_name();
   if (w == "seq") o.workload = Workload::seq;
   if (w == "loader") o.workload = Workload::loader;
   if (w == "checkpoint") o.workload = Workload::checkpoint;
   if (w == "kvcache") o.workload = Workload::kvcache;
   if (w == "meta") o.workload = Workload::meta;
-
-  // ---- validation that CLI11 cannot express: one line naming the flag, the value and the fix ----
-  if (o.workload == Workload::seq) {
-    o.seq.random = seq_pattern == "random";
-    const auto ph = split_list(seq_phases);
-    o.seq.do_write = o.seq.do_read = false;
-    for (const auto& p : ph) {
-      if (p == "write")
-        o.seq.do_write = true;
-      else if (p == "read")
-        o.seq.do_read = true;
-      else
-        throw ffb::UsageError(fmt::format(
-            "--phases {}: unknown phase '{}'; use write,read, write or read", seq_phases, p));
-    }
-    if (ph.empty()) throw ffb::UsageError("--phases: empty; use write,read, write or read");
-    if (o.seq.transfer == 0)
-      throw ffb::UsageError("--transfer 0: give a transfer size of at least 1 byte, e.g. 1M");
-    if (o.seq.block % o.seq.transfer != 0)
-      throw ffb::UsageError(
-          fmt::format("--block {} is not a multiple of --transfer {}: make the block a whole "
-                      "number of transfers (IOR's rule)",
-                      ffb::format_size(o.seq.block), ffb::format_size(o.seq.transfer)));
-    if (o.seq.transfer > (1ull << 31))
-      throw ffb::UsageError(
-          fmt::format("--transfer {}: at most 2 GiB per call", ffb::format_size(o.seq.transfer)));
-  }
-  if (o.workload == Workload::loader) {
-    const auto d = SizeDistribution::parse(o.loader.sample_size, "--sample-size");
-    if (d.max_size() > (1ull << 30))
-      throw ffb::UsageError(fmt::format("--sample-size {}: samples above 1 GiB are not supported",
-                                        o.loader.sample_size));
-    if (o.loader.shard_size == 0)
-      throw ffb::UsageError("--shard-size 0: give a shard size, e.g. 256M");
-  }
-  if (o.workload == Workload::checkpoint) {
-    if (o.ckpt.ckpt_size && o.ckpt.model_params > 0)
-      throw ffb::UsageError(
-          "--ckpt-size and --model-params both given: give one (the shard size directly, or the "
-          "model to derive it)");
-    if (o.ckpt.chunk == 0 || o.ckpt.chunk > (1ull << 31))
-      throw ffb::UsageError(
-          fmt::format("--chunk {}: give 1 byte to 2 GiB, e.g. 4M", ffb::format_size(o.ckpt.chunk)));
-  }
-  if (o.workload == Workload::kvcache) {
-    if (o.kv.block_size < 4096 || o.kv.block_size > (1ull << 30))
-      throw ffb::UsageError(fmt::format(
-          "--block-size {}: give 4 KiB to 1 GiB (KV blocks are usually 64 KiB to a few MiB)",
-          ffb::format_size(o.kv.block_size)));
-  }
-  if (o.workload == Workload::meta) {
-    o.meta.do_create = true;
-    o.meta.do_stat = o.meta.do_read = o.meta.do_delete = false;
-    for (const auto& p : split_list(meta_phases)) {
-      if (p == "create") continue;
-      if (p == "stat")
-        o.meta.do_stat = true;
-      else if (p == "read")
-        o.meta.do_read = true;
-      else if (p == "delete")
-        o.meta.do_delete = true;
-      else
-        throw ffb::UsageError(fmt::format(
-            "--phases {}: unknown phase '{}'; use any of create,stat,read,delete", meta_phases, p));
-    }
-  }
-  if (o.common.engine == EngineKind::io_uring && o.common.qd > 4096)
-    throw ffb::UsageError("--qd: at most 4096 with io_uring");
+  validate(o, t);
   return o;
 }
 

@@ -39,9 +39,10 @@ struct CommonOptions {
   double space_margin = 0.05;
   bool ignore_free_space = false;
   std::string job_name;
+  bool job_name_given = false;  // --job-name was given (even empty: refused)
   bool per_rank = false;
   std::uint64_t residency_pages = 4096;  // mincore sample per rank and read phase
-  bool self_test_corrupt = false;
+  bool self_test_corrupt = false;        // needs --verify (refused without)
 };
 
 struct SeqOptions {

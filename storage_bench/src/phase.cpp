@@ -138,9 +138,12 @@ PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
   MPI_Reduce(&my_work_first, &work_first, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
 
   // Verify errors: totals everywhere, the first message from the lowest failing rank.
-  std::uint64_t verr = mine.verify_errors, verr_total = 0;
-  MPI_Allreduce(&verr, &verr_total, 1, MPI_UINT64_T, MPI_SUM, comm);
+  const std::uint64_t verr[2] = {mine.verify_errors, mine.verify_checked};
+  std::uint64_t verr_all[2] = {0, 0};
+  MPI_Allreduce(verr, verr_all, 2, MPI_UINT64_T, MPI_SUM, comm);
+  const std::uint64_t verr_total = verr_all[0];
   r.verify_errors = verr_total;
+  r.verify_checked = verr_all[1];
   if (verr_total > 0) {
     const auto msgs = ffb::allgather_strings(comm, mine.verify_first);
     for (int i = 0; i < ctx.size; ++i)

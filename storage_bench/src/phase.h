@@ -59,6 +59,7 @@ class RankPhase {
   bool delayed = false;  // the --delay pause already happened (before the cache preparation)
   bool stonewalled = false;
   std::uint64_t verify_errors = 0;
+  std::uint64_t verify_checked = 0;  // blocks read back and checked (verify_block)
   std::string verify_first;
   void verify_failed(const std::string& what);
   // Page-cache residency sampled before the phase (sample_residency); measured flag per rank.
@@ -113,6 +114,7 @@ struct PhaseResult {
   int suspect = 0;
   std::string suspect_why;
   std::uint64_t verify_errors = 0;
+  std::uint64_t verify_checked = 0;  // blocks checked, all ranks
   std::string verify_first;
   int slowest_rank = 0;
   std::string slowest_host;

@@ -99,6 +99,7 @@ void Report::note(const std::string& line) {
 
 void Report::add(PhaseResult r) {
   verify_errors_ += r.verify_errors;
+  verify_checked_ += r.verify_checked;
   if (rank_ != 0) return;
   if (!header_printed_) {
     std::printf("%s\n", header_line().c_str());
@@ -138,7 +139,7 @@ void Report::add(PhaseResult r) {
   phases_.push_back(std::move(r));
 }
 
-void Report::summary() {
+void Report::summary(bool verify_requested) {
   if (rank_ != 0) return;
   // Over repetitions, per phase name: the bandwidth statistics IOR prints.
   std::map<std::string, std::vector<double>> bw, ops;
@@ -161,9 +162,16 @@ void Report::summary() {
                   sb.max, sb.min, sb.mean, sb.p50, so.mean, so.p50);
     }
   }
-  std::printf("# verify: %s\n", verify_errors_
-                                    ? fmt::format("{} bad block(s): FAILED", verify_errors_).c_str()
-                                    : "0 errors");
+  std::string verdict;
+  if (verify_errors_ > 0)
+    verdict = fmt::format("{} bad block(s) of {} checked: FAILED", verify_errors_, verify_checked_);
+  else if (verify_checked_ > 0)
+    verdict = fmt::format("0 errors in {} block(s) checked", verify_checked_);
+  else if (verify_requested)
+    verdict = "nothing was read back, so nothing was checked";
+  else
+    verdict = "off (no --verify): nothing was checked";
+  std::printf("# verify: %s\n", verdict.c_str());
   std::fflush(stdout);
 }
 

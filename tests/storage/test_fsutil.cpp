@@ -7,11 +7,14 @@
 #include <string>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include <gtest/gtest.h>
 
+#include "block.h"
 #include "ffb/error.h"
 #include "fsutil.h"
+#include "workloads/common.h"
 
 namespace {
 
@@ -166,3 +169,34 @@ TEST(AlignedBuffer, IsAlignedAndZeroed) {
 }
 
 }  // namespace
+
+// --self-test-corrupt flips one byte inside the given block, whatever its length, and only in a
+// file this rank made; check_block (what --verify runs) then reports the block.
+TEST(SelfTestCorrupt, FlipsOneByteInsideTheBlockAndVerifyCatchesIt) {
+  TempDir t;
+  DirHandle d = open_handle(t.path());
+  for (const std::size_t len : {std::size_t{4096}, kHeaderBytes + 8, kHeaderBytes + 7, kHeaderBytes,
+                                std::size_t{20}, std::size_t{1}}) {
+    const std::string name = "blk." + std::to_string(len);
+    const BlockId id{0, 1, 4096, 2};
+    std::vector<std::byte> block(len), back(len);
+    make_block(block, id);
+    {
+      Fd f = d.create(name);
+      ASSERT_EQ(::pwrite(f.get(), block.data(), len, 4096), static_cast<ssize_t>(len));
+      ASSERT_EQ(::ftruncate(f.get(), 3 * 4096), 0);  // more file after the block: stay inside it
+    }
+    const std::string note = corrupt_one_byte(d, name, 4096, len);
+    EXPECT_NE(note.find(name), std::string::npos) << note;
+    Fd f = d.open(name, O_RDONLY);
+    ASSERT_EQ(::pread(f.get(), back.data(), len, 4096), static_cast<ssize_t>(len));
+    std::size_t differ = 0;
+    for (std::size_t i = 0; i < len; ++i) differ += block[i] != back[i] ? 1 : 0;
+    EXPECT_EQ(differ, 1u) << len;
+    EXPECT_NE(check_block(back, id), BlockCheck::ok) << len;
+  }
+  // Never a file this rank did not make.
+  std::ofstream(t.path() / "theirs") << std::string(4096, 'x');
+  EXPECT_THROW(corrupt_one_byte(d, "theirs", 0, 4096), std::logic_error);
+  EXPECT_EQ(slurp(t.path() / "theirs"), std::string(4096, 'x'));
+}

@@ -169,11 +169,12 @@ void run_checkpoint(Ctx& ctx) {
     if (!o.restore) continue;
     // ---- restore the last checkpoint ----
     const std::string dir_name = ckpt_name(committed);
-    if (c.self_test_corrupt && ctx.rank == 0 && rep == 0) {
-      corrupt_one_byte(*ctx.ws.find(dir_name), my_shard, 0);
-      ctx.report.note(
-          fmt::format("self-test: flipped one byte of chunk 0 of {}/{}", dir_name, my_shard));
-    }
+    // --self-test-corrupt: chunk 0 of rank 0's committed shard; restore reads every chunk.
+    if (c.self_test_corrupt && rep == 0)
+      agree(ctx.comm, [&] {
+        if (ctx.rank == 0)
+          ctx.report.note(corrupt_one_byte(*ctx.ws.find(dir_name), my_shard, 0, chunk_len(0)));
+      });
     const std::uint64_t total_chunks = cps * static_cast<std::uint64_t>(ctx.size);
     const int reader = ((ctx.rank + ctx.shift) % ctx.size + ctx.size) % ctx.size;  // reader index
     const bool active = reader < readers;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <fcntl.h>
+#include <limits>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -147,52 +148,142 @@ void check_transfer(const IoOp& op, const IoDone& d, const std::string& path) {
 void verify_block(RankPhase& rp, const std::byte* buf, std::size_t len, const BlockId& id,
                   const std::string& where) {
   const std::span<const std::byte> b(buf, len);
+  ++rp.verify_checked;
   const BlockCheck c = check_block(b, id);
   if (c != BlockCheck::ok) rp.verify_failed(where + ": " + describe_mismatch(b, id, c));
 }
 
-void corrupt_one_byte(DirHandle& dir, const std::string& name, std::uint64_t offset) {
-  if (!dir.created(name)) return;  // only ever our own files
+std::string corrupt_one_byte(DirHandle& dir, const std::string& name, std::uint64_t offset,
+                             std::uint64_t len) {
+  if (!dir.created(name) || len == 0)  // only ever our own files; options refuse empty blocks
+    throw std::logic_error("--self-test-corrupt: no block of ours to corrupt in " + name);
   Fd fd = dir.open(name, O_RDWR);
+  const std::uint64_t at = offset + (len > kHeaderBytes + 7 ? kHeaderBytes + 7 : len / 2);
+  const auto off = static_cast<off_t>(at);
   unsigned char c = 0;
-  const auto off = static_cast<off_t>(offset + kHeaderBytes + 7);
-  if (::pread(fd.get(), &c, 1, off) != 1) throw_io("self-test read", dir.path_of(name), errno);
+  if (::pread(fd.get(), &c, 1, off) != 1)
+    throw_io(fmt::format("self-test read at offset {}", at), dir.path_of(name),
+             errno ? errno : EIO);
   c ^= 0x5a;
-  if (::pwrite(fd.get(), &c, 1, off) != 1) throw_io("self-test write", dir.path_of(name), errno);
+  if (::pwrite(fd.get(), &c, 1, off) != 1)
+    throw_io(fmt::format("self-test write at offset {}", at), dir.path_of(name), errno);
   if (::fsync(fd.get()) != 0) throw_io("self-test fsync", dir.path_of(name), errno);
   evict(fd.get());
+  return fmt::format(
+      "self-test: flipped the byte at offset {} of {} (the block at offset {}, {} "
+      "bytes); --verify must report it",
+      at, dir.path_of(name), offset, len);
 }
 
 void fsync_checked(int fd, const std::string& path) {
   if (::fsync(fd) != 0) throw_io("fsync", path, errno);
 }
 
+namespace {
+
+constexpr std::uint64_t kSat = std::numeric_limits<std::uint64_t>::max();
+
+std::uint64_t mul(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r = 0;
+  return __builtin_mul_overflow(a, b, &r) ? kSat : r;
+}
+std::uint64_t add(std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? kSat : r;
+}
+std::uint64_t from_double(double v) {
+  return v >= 1.8e19 ? kSat : v <= 0 ? 0 : static_cast<std::uint64_t>(v);
+}
+std::uint64_t kv_new_blocks(const KvOptions& k) {
+  return static_cast<std::uint64_t>(std::llround(static_cast<double>(k.ops) * k.write_frac));
+}
+
+}  // namespace
+
 std::uint64_t planned_bytes(const Options& o, int nranks) {
   const auto n = static_cast<std::uint64_t>(nranks);
   switch (o.workload) {
     case Workload::seq:
-      return o.seq.block * o.seq.segments * n;
+      return mul(mul(o.seq.block, o.seq.segments), n);
     case Workload::loader: {
       const auto d = SizeDistribution::parse(o.loader.sample_size, "--sample-size");
-      return static_cast<std::uint64_t>(d.mean_estimate() * static_cast<double>(o.loader.samples) *
-                                        1.05);
+      return from_double(d.mean_estimate() * static_cast<double>(o.loader.samples) * 1.05);
     }
     case Workload::checkpoint: {
       // Two checkpoints can exist at once: the committed one and the one being written.
-      const std::uint64_t one = o.ckpt.shard_bytes(nranks) * n;
-      return o.ckpt.steps > 1 ? 2 * one : one;
+      const std::uint64_t one = mul(o.ckpt.shard_bytes(nranks), n);
+      return o.ckpt.steps > 1 ? mul(2, one) : one;
     }
     case Workload::kvcache: {
-      const std::uint64_t live = o.kv.blocks_per_rank * n;
-      const auto per_round =
-          static_cast<std::uint64_t>(std::ceil(static_cast<double>(o.kv.ops) * o.kv.write_frac)) *
-          n;
-      return (live + per_round + o.kv.blocks_per_file * n) * o.kv.block_size;
+      const std::uint64_t per_rank =
+          add(add(o.kv.blocks_per_rank, kv_new_blocks(o.kv)), o.kv.blocks_per_file);
+      return mul(mul(per_rank, n), o.kv.block_size);
     }
     case Workload::meta:
-      return o.meta.files * n * round_up(std::max<std::uint64_t>(o.meta.file_size, 1), 4096);
+      return mul(mul(o.meta.files, n),
+                 round_up(std::max<std::uint64_t>(o.meta.file_size, 1), 4096));
   }
   return 0;
+}
+
+std::string_view planned_flags(Workload w) {
+  switch (w) {
+    case Workload::seq:
+      return "--block x --segments x ranks";
+    case Workload::loader:
+      return "--samples x --sample-size";
+    case Workload::checkpoint:
+      return "--ckpt-size (or --model-params) x ranks";
+    case Workload::kvcache:
+      return "--blocks-per-rank x --block-size x ranks";
+    case Workload::meta:
+      return "--files x --file-size x ranks";
+  }
+  return "";
+}
+
+MemoryNeed memory_need(const Options& o, int nranks) {
+  const std::uint64_t qd = o.common.qd;
+  const auto n = static_cast<std::uint64_t>(nranks);
+  const auto slot = [](std::uint64_t bytes) {
+    return round_up(std::max<std::uint64_t>(bytes, 1), 4096);
+  };
+  switch (o.workload) {
+    case Workload::seq: {
+      const std::uint64_t ops = mul(o.seq.block / o.seq.transfer, o.seq.segments);
+      const std::uint64_t order = o.seq.random ? mul(ops, 8) : 0;  // the random permutation
+      return {add(add(mul(qd, slot(o.seq.transfer)), order), 8u << 20),
+              o.seq.random ? "--qd x --transfer, and 8 B per transfer for --pattern random"
+                           : "--qd x --transfer"};
+    }
+    case Workload::loader: {
+      const auto d = SizeDistribution::parse(o.loader.sample_size, "--sample-size");
+      const std::uint64_t plan = mul(o.loader.samples, 28 + 8);  // dataset plan and permutation
+      return {add(add(mul(add(qd, 1), slot(d.max_size() + 8192)), plan), 4u << 20),
+              "--qd x the largest --sample-size, and 36 B per sample of --samples"};
+    }
+    case Workload::checkpoint:
+      return {mul(qd, slot(o.ckpt.chunk)), "--qd x --chunk"};
+    case Workload::kvcache: {
+      const auto& k = o.kv;
+      const std::uint64_t per_file = std::max<std::uint64_t>(k.blocks_per_file, 1);
+      const std::uint64_t files = add(k.blocks_per_rank / per_file + 1,
+                                      mul(mul(static_cast<std::uint64_t>(k.rounds),
+                                              static_cast<std::uint64_t>(o.common.repetitions)),
+                                          kv_new_blocks(k) / per_file + 1));
+      // The store's history (32 B a file), this round's readable files of every rank (24 B), its
+      // schedule (48 B an operation) and the Zipf table over every rank's blocks (8 B a block).
+      const std::uint64_t plan =
+          add(add(add(mul(files, 32), mul(mul(k.blocks_per_rank / per_file + 1, n), 24)),
+                  mul(k.ops, 48)),
+              mul(mul(k.blocks_per_rank, n), 8));
+      return {add(mul(qd, slot(k.block_size)), plan),
+              "--qd x --block-size, --blocks-per-rank x ranks, --rounds, --ops"};
+    }
+    case Workload::meta:
+      return {mul(2, slot(o.meta.file_size)), "--file-size"};
+  }
+  return {};
 }
 
 }  // namespace sb

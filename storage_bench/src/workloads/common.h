@@ -80,12 +80,15 @@ std::vector<std::uint64_t> allgather_u64(const Ctx& ctx, std::uint64_t mine);
 // (ENOSPC becomes the out-of-space error). Short reads throw too (file shorter than planned).
 void check_transfer(const IoOp& op, const IoDone& d, const std::string& path);
 
-// Verifies a block read back; records a mismatch in rp (never throws).
+// Verifies a block read back and counts it as checked; records a mismatch in rp (never throws).
 void verify_block(RankPhase& rp, const std::byte* buf, std::size_t len, const BlockId& id,
                   const std::string& where);
 
-// Flip one byte of the block at `offset` in a file this rank wrote (--self-test-corrupt).
-void corrupt_one_byte(DirHandle& dir, const std::string& name, std::uint64_t offset);
+// --self-test-corrupt: flips one byte inside the block of `len` bytes at `offset` in a file this
+// rank wrote (a payload byte after the header, or the middle of a block shorter than it), makes it
+// durable and evicts the file, so the read-back sees the damage. Returns the note to print.
+std::string corrupt_one_byte(DirHandle& dir, const std::string& name, std::uint64_t offset,
+                             std::uint64_t len);
 
 // fsync and close, marking the close time; errors with context.
 void fsync_checked(int fd, const std::string& path);
@@ -100,7 +103,18 @@ void run_checkpoint(Ctx& ctx);
 void run_kvcache(Ctx& ctx);
 void run_meta(Ctx& ctx);
 
-// The most bytes a workload will have on disk at once (all ranks), for the free-space check.
+// The most bytes a workload will have on disk at once (all ranks), for the free-space check;
+// saturates at UINT64_MAX instead of wrapping.
 std::uint64_t planned_bytes(const Options& o, int nranks);
+// The flags whose product planned_bytes is, for messages ("--block x --segments").
+std::string_view planned_flags(Workload w);
+
+// About how much memory one rank allocates (buffers in flight, plans, permutations), and the flags
+// that size the largest part; saturates instead of wrapping.
+struct MemoryNeed {
+  std::uint64_t bytes = 0;
+  std::string flags;
+};
+MemoryNeed memory_need(const Options& o, int nranks);
 
 }  // namespace sb

@@ -11,9 +11,11 @@
 // race a delete: a file deleted in round t is not readable in round t, a file written in round t is
 // readable from t+1. With --rate, operations arrive as a Poisson process per rank and latency
 // counts from arrival (queueing included: no coordinated omission).
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <map>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -69,6 +71,261 @@ struct Scheduled {
   double arrival = 0.0;
 };
 
+// The blocks readable in round t, newest first: (q desc, w desc), with prefix sums of their block
+// counts for the Zipf rank lookup.
+struct Readable {
+  std::vector<std::pair<std::uint64_t, int>> files;  // (q, w)
+  std::vector<std::uint64_t> prefix{0};
+
+  Readable(const KvPlan& plan, int t, int size) {
+    for (auto it = plan.files.rbegin(); it != plan.files.rend(); ++it) {
+      if (it->round >= t || it->deleted <= t) continue;
+      for (int w = size - 1; w >= 0; --w) {
+        files.emplace_back(it->q, w);
+        prefix.push_back(prefix.back() + it->nblocks);
+      }
+    }
+  }
+  // Popularity rank -> (file q, writer w, block b).
+  std::tuple<std::uint64_t, int, std::uint64_t> locate(std::uint64_t rank) const {
+    const auto pos = static_cast<std::size_t>(std::upper_bound(prefix.begin(), prefix.end(), rank) -
+                                              prefix.begin() - 1);
+    return {files[pos].first, files[pos].second, rank - prefix[pos]};
+  }
+};
+
+// One rank's operations in round t: reads, writes and deletes in a seeded random order (the rng
+// continues into the arrival times). A pure function of the options, so any rank can compute
+// another's.
+std::vector<Scheduled> round_schedule(const KvOptions& o, const KvPlan& plan, const Readable& view,
+                                      int t, std::uint64_t reads_per_round, Rng& rng) {
+  const std::uint64_t nread = view.prefix.back() > 0 ? reads_per_round : 0;
+  std::vector<Scheduled> sched;
+  const ZipfSampler zipf(std::max<std::uint64_t>(view.prefix.back(), 1), o.zipf);
+  for (std::uint64_t n = 0; n < nread; ++n) sched.push_back({KvOp::read, zipf.sample(rng), 0, 0.0});
+  for (const auto& f : plan.files)
+    if (f.round == t)
+      for (std::uint64_t b = 0; b < f.nblocks; ++b) sched.push_back({KvOp::write, f.q, b, 0.0});
+  for (const auto& f : plan.files)
+    if (f.deleted == t) sched.push_back({KvOp::del, f.q, 0, 0.0});
+  // Shuffle the kinds but keep writes and deletes in their own order (files fill front to back,
+  // the oldest file goes first).
+  std::vector<KvOp> kinds;
+  for (const auto& s : sched) kinds.push_back(s.kind);
+  for (std::size_t j = kinds.size(); j > 1; --j) std::swap(kinds[j - 1], kinds[rng.below(j)]);
+  std::vector<Scheduled> ordered;
+  std::size_t ri = 0, wi = nread, di = nread;
+  while (di < sched.size() && sched[di].kind != KvOp::del) ++di;
+  for (KvOp kind : kinds) {
+    if (kind == KvOp::read)
+      ordered.push_back(sched[ri++]);
+    else if (kind == KvOp::write)
+      ordered.push_back(sched[wi++]);
+    else
+      ordered.push_back(sched[di++]);
+  }
+  return ordered;
+}
+
+Rng round_rng(const Ctx& ctx, int rank, int t) {
+  return Rng(mix64(ctx.c().seed, static_cast<std::uint64_t>(rank),
+                   static_cast<std::uint64_t>(t) + 0x6b76));
+}
+
+// One rank's store: the plan, its buffers and the files it is writing.
+class KvStore {
+ public:
+  KvStore(Ctx& ctx, KvPlan& plan)
+      : ctx_(ctx),
+        o_(ctx.opt.kv),
+        plan_(plan),
+        dir_(ctx.ws.root()),
+        pool_(ctx.engine.depth(), o_.block_size, std::max<std::uint64_t>(ctx.io_align(), 4096),
+              mix64(ctx.c().seed, static_cast<std::uint64_t>(ctx.rank), 0x4b56)),
+        direct_(ctx.direct_flag()) {}
+
+  BlockId block_id(std::uint64_t q, int w, std::uint64_t b) const {
+    return BlockId{static_cast<std::uint32_t>(w),
+                   q * static_cast<std::uint64_t>(ctx_.size) + static_cast<std::uint64_t>(w),
+                   b * o_.block_size, q};
+  }
+  void populate(RankPhase& r);
+  // Runs this rank's schedule of round t (inside agree).
+  void run_round(RankPhase& r, const Readable& view, std::vector<Scheduled>& ordered);
+  // --self-test-corrupt, before the mixed phase that starts with round t: the writer of the first
+  // block read in it (rounds in order, then ranks) that exists already flips one byte of it.
+  void self_test(int t, std::uint64_t reads_per_round);
+
+ private:
+  // Writes blocks of new own files. Closes (and with --fsync, fsyncs) each file after its last
+  // block. Shared by the population and the rounds.
+  void start_write(IoOp& op, std::uint64_t q, std::uint64_t b);
+  void finish_write(const IoOp& op, const IoDone& d);
+  bool next_op(IoOp& op, RankPhase& r, const Readable& view, const std::vector<Scheduled>& ordered,
+               std::size_t& next, std::map<std::uint64_t, Fd>& readers);
+  void finish_read(RankPhase& r, const IoOp& op, const IoDone& d);
+
+  Ctx& ctx_;
+  const KvOptions& o_;
+  KvPlan& plan_;
+  DirHandle& dir_;
+  BufferPool pool_;
+  int direct_;
+  std::map<std::uint64_t, Fd> writing_;
+  std::map<std::uint64_t, std::uint64_t> written_blocks_;
+};
+
+void KvStore::start_write(IoOp& op, std::uint64_t q, std::uint64_t b) {
+  auto it = writing_.find(q);
+  if (it == writing_.end())
+    it = writing_.emplace(q, dir_.create(kv_name(q, ctx_.rank), direct_)).first;
+  op.kind = OpKind::write;
+  op.fd = it->second.get();
+  op.offset = b * o_.block_size;
+  op.len = o_.block_size;
+  op.tag = q;
+  auto* buf = pool_.get();
+  op.buf = buf;
+  if (ctx_.c().verify) pool_.stamp(buf, o_.block_size, block_id(q, ctx_.rank, b));
+}
+
+void KvStore::finish_write(const IoOp& op, const IoDone& d) {
+  pool_.put(static_cast<std::byte*>(op.buf));
+  const std::uint64_t q = op.tag;
+  const std::string path = dir_.path_of(kv_name(q, ctx_.rank));
+  check_transfer(op, d, path);
+  if (++written_blocks_[q] == plan_.files[q].nblocks) {
+    auto it = writing_.find(q);
+    if (ctx_.c().fsync) fsync_checked(it->second.get(), path);
+    it->second.close_checked(path);
+    writing_.erase(it);
+    written_blocks_.erase(q);
+  }
+}
+
+void KvStore::populate(RankPhase& r) {
+  std::uint64_t q = 0, b = 0;
+  r.mark_open(now_s());
+  ctx_.engine.run(
+      [&](IoOp& op) {
+        while (q < plan_.files.size() && b >= plan_.files[q].nblocks) {
+          ++q;
+          b = 0;
+        }
+        if (q >= plan_.files.size()) return false;
+        start_write(op, q, b++);
+        return true;
+      },
+      [&](const IoOp& op, const IoDone& d) {
+        finish_write(op, d);
+        r.record(0, d.submit, d.complete, d.bytes);
+        return true;
+      });
+  r.mark_close(now_s());
+}
+
+bool KvStore::next_op(IoOp& op, RankPhase& r, const Readable& view,
+                      const std::vector<Scheduled>& ordered, std::size_t& next,
+                      std::map<std::uint64_t, Fd>& readers) {
+  while (next < ordered.size()) {
+    const Scheduled& s = ordered[next++];
+    if (s.kind == KvOp::del) {
+      if (s.arrival > 0) sleep_until_s(s.arrival);
+      const double d0 = now_s();
+      dir_.remove(kv_name(s.a, ctx_.rank));
+      r.record(2, s.arrival > 0 ? s.arrival : d0, now_s(), 0);
+      continue;
+    }
+    op.not_before = s.arrival;
+    if (s.kind == KvOp::write) {
+      start_write(op, s.a, s.b);
+      return true;
+    }
+    const auto [q, w, b] = view.locate(s.a);
+    const std::uint64_t gid =
+        q * static_cast<std::uint64_t>(ctx_.size) + static_cast<std::uint64_t>(w);
+    auto it = readers.find(gid);
+    if (it == readers.end())
+      it = readers.emplace(gid, dir_.open(kv_name(q, w), O_RDONLY | direct_)).first;
+    op.kind = OpKind::read;
+    op.fd = it->second.get();
+    op.offset = b * o_.block_size;
+    op.len = o_.block_size;
+    op.tag = gid;
+    op.buf = pool_.get();
+    return true;
+  }
+  return false;
+}
+
+void KvStore::finish_read(RankPhase& r, const IoOp& op, const IoDone& d) {
+  const double start = op.not_before > 0 ? op.not_before : d.submit;
+  auto* buf = static_cast<std::byte*>(op.buf);
+  pool_.invalidate(buf);
+  const std::uint64_t gid = op.tag;
+  const std::uint64_t q = gid / static_cast<std::uint64_t>(ctx_.size);
+  const int w = static_cast<int>(gid % static_cast<std::uint64_t>(ctx_.size));
+  const std::string path = dir_.path_of(kv_name(q, w));
+  try {
+    check_transfer(op, d, path);
+  } catch (...) {
+    pool_.put(buf);
+    throw;
+  }
+  r.record(0, start, d.complete, d.bytes);
+  if (ctx_.c().verify)
+    verify_block(r, buf, o_.block_size, block_id(q, w, op.offset / o_.block_size),
+                 fmt::format("{} offset {}", path, op.offset));
+  pool_.put(buf);
+}
+
+void KvStore::run_round(RankPhase& r, const Readable& view, std::vector<Scheduled>& ordered) {
+  std::map<std::uint64_t, Fd> readers;  // open files by global file id
+  std::size_t next = 0;
+  r.mark_open(now_s());
+  ctx_.engine.run([&](IoOp& op) { return next_op(op, r, view, ordered, next, readers); },
+                  [&](const IoOp& op, const IoDone& d) {
+                    if (op.kind == OpKind::write) {
+                      finish_write(op, d);
+                      r.record(1, op.not_before > 0 ? op.not_before : d.submit, d.complete,
+                               d.bytes);
+                    } else {
+                      finish_read(r, op, d);
+                    }
+                    return true;
+                  });
+  for (auto& [gid, fd] : readers) fd.close_checked("kv file");
+  r.mark_close(now_s());
+}
+
+void KvStore::self_test(int t, std::uint64_t reads_per_round) {
+  KvPlan future = plan_;  // holds round t already; later rounds are planned on the copy
+  for (int i = 0; i < o_.rounds; ++i) {
+    if (i > 0) future.plan_round(t + i);
+    const Readable view(future, t + i, ctx_.size);
+    for (int reader = 0; reader < ctx_.size; ++reader) {
+      Rng rng = round_rng(ctx_, reader, t + i);
+      for (const auto& s : round_schedule(o_, future, view, t + i, reads_per_round, rng)) {
+        if (s.kind != KvOp::read) continue;
+        const auto [q, w, b] = view.locate(s.a);
+        if (future.files[q].round >= t) continue;  // written during the phase: not there yet
+        agree(ctx_.comm, [&, q = q, w = w, b = b] {
+          if (w == ctx_.rank)
+            corrupt_one_byte(dir_, kv_name(q, w), b * o_.block_size, o_.block_size);
+          ctx_.report.note(fmt::format(
+              "self-test: rank {} flipped one byte of block {} of {} (the first block read, by "
+              "rank {} in round {}, that exists before the phase); --verify must report it",
+              w, b, kv_name(q, w), reader, t + i));
+        });
+        return;
+      }
+    }
+  }
+  throw ffb::UsageError(
+      "--self-test-corrupt: no block that exists before the mixed phase is read in it; give more "
+      "--rounds or --ops, or more --blocks-per-rank than --blocks-per-file");
+}
+
 }  // namespace
 
 void run_kvcache(Ctx& ctx) {
@@ -77,97 +334,30 @@ void run_kvcache(Ctx& ctx) {
   const std::uint64_t bs = o.block_size;
   const auto wblocks =
       static_cast<std::uint64_t>(std::llround(static_cast<double>(o.ops) * o.write_frac));
-  if (wblocks >= o.blocks_per_rank)
-    throw ffb::UsageError(
-        fmt::format("--write-frac {} x --ops {} = {} new blocks per rank and round, not below "
-                    "--blocks-per-rank {}: the "
-                    "store would turn over completely every round; raise --blocks-per-rank or "
-                    "lower --write-frac",
-                    o.write_frac, o.ops, wblocks, o.blocks_per_rank));
   if (c.odirect && bs % ctx.dio_align != 0)
     throw ffb::UsageError(fmt::format(
         "--block-size {}: O_DIRECT on {} ({}) needs multiples of {} B; use a multiple of {} or "
         "drop --odirect",
         ffb::format_size(bs), ctx.fs.path, ctx.fs.fs_type, ctx.dio_align, ctx.dio_align));
-  const std::uint64_t reads_per_round = o.ops - wblocks;
+  const std::uint64_t reads_per_round = o.ops - wblocks;  // options: wblocks < blocks-per-rank
   KvPlan plan{o.blocks_per_file, o.blocks_per_rank, wblocks, {}};
   plan.plan_round(-1);
   ctx.report.note(fmt::format(
       "kvcache: blocks of {}, {} per file, {} live blocks per rank ({} total store {}); per rank "
-      "and round "
-      "{} reads (Zipf {}), {} block writes, GC deletes of oldest files; {} round(s); {}",
+      "and round {} reads (Zipf {}), {} block writes, GC deletes of oldest files; {} round(s); {}",
       ffb::format_size(bs), o.blocks_per_file, o.blocks_per_rank,
       o.blocks_per_rank * static_cast<std::uint64_t>(ctx.size),
       ffb::format_size(o.blocks_per_rank * static_cast<std::uint64_t>(ctx.size) * bs),
       reads_per_round, o.zipf, wblocks, o.rounds,
       o.rate > 0 ? fmt::format("Poisson arrivals at {} ops/s per rank", o.rate) : "closed loop"));
 
-  DirHandle& dir = ctx.ws.root();
-  BufferPool pool(ctx.engine.depth(), bs, std::max<std::uint64_t>(ctx.io_align(), 4096),
-                  mix64(c.seed, static_cast<std::uint64_t>(ctx.rank), 0x4b56));
-  const int direct = ctx.direct_flag();
-  auto block_id = [&](std::uint64_t q, int w, std::uint64_t b) {
-    return BlockId{static_cast<std::uint32_t>(w),
-                   q * static_cast<std::uint64_t>(ctx.size) + static_cast<std::uint64_t>(w), b * bs,
-                   q};
-  };
-
-  // Writes blocks of new own files; `sched` gives (q, block) pairs in order. Closes (and with
-  // --fsync, fsyncs) each file after its last block. Shared by the population and the rounds.
-  std::map<std::uint64_t, Fd> writing;
-  std::map<std::uint64_t, std::uint64_t> written_blocks;
-  auto start_write = [&](IoOp& op, std::uint64_t q, std::uint64_t b) {
-    auto it = writing.find(q);
-    if (it == writing.end())
-      it = writing.emplace(q, dir.create(kv_name(q, ctx.rank), direct)).first;
-    op.kind = OpKind::write;
-    op.fd = it->second.get();
-    op.offset = b * bs;
-    op.len = bs;
-    op.tag = q;
-    auto* buf = pool.get();
-    op.buf = buf;
-    if (c.verify) pool.stamp(buf, bs, block_id(q, ctx.rank, b));
-  };
-  auto finish_write = [&](const IoOp& op, const IoDone& d) {
-    pool.put(static_cast<std::byte*>(op.buf));
-    const std::uint64_t q = op.tag;
-    const std::string path = dir.path_of(kv_name(q, ctx.rank));
-    check_transfer(op, d, path);
-    if (++written_blocks[q] == plan.files[q].nblocks) {
-      auto it = writing.find(q);
-      if (c.fsync) fsync_checked(it->second.get(), path);
-      it->second.close_checked(path);
-      writing.erase(it);
-      written_blocks.erase(q);
-    }
-  };
-
-  // ---- initial population ----
+  KvStore store(ctx, plan);
   {
     RankPhase rp(PhaseSpec{"kvcache", "populate", 0, {"write"}, {false}, true});
-    run_phase(ctx, rp, [&](RankPhase& r) {
-      std::uint64_t q = 0, b = 0;
-      r.mark_open(now_s());
-      ctx.engine.run(
-          [&](IoOp& op) {
-            while (q < plan.files.size() && b >= plan.files[q].nblocks) {
-              ++q;
-              b = 0;
-            }
-            if (q >= plan.files.size()) return false;
-            start_write(op, q, b++);
-            return true;
-          },
-          [&](const IoOp& op, const IoDone& d) {
-            finish_write(op, d);
-            r.record(0, d.submit, d.complete, d.bytes);
-            return true;
-          });
-      r.mark_close(now_s());
-    });
+    run_phase(ctx, rp, [&](RankPhase& r) { store.populate(r); });
   }
 
+  DirHandle& dir = ctx.ws.root();
   int t = 0;  // global round counter (the store carries over between repetitions)
   for (int rep = 0; rep < c.repetitions; ++rep) {
     RankPhase rp(PhaseSpec{
@@ -182,6 +372,7 @@ void run_kvcache(Ctx& ctx) {
         if (w == ctx.rank) wrote.push_back(readable.back());
       }
     }
+    if (c.self_test_corrupt && rep == 0) store.self_test(t, reads_per_round);
     const double evict_s = prepare_reads(ctx, wrote, readable, rp);
     int rounds_run = 0;
     run_phase(
@@ -190,125 +381,19 @@ void run_kvcache(Ctx& ctx) {
           const Stonewall sw(ctx, r.base());
           for (int i = 0; i < o.rounds; ++i, ++t) {
             if (i > 0) plan.plan_round(t);
-            // Readable blocks, newest first: (q desc, w desc); prefix sums for the Zipf rank
-            // lookup.
-            std::vector<std::pair<std::uint64_t, int>> rfiles;
-            std::vector<std::uint64_t> prefix{0};
-            for (auto it = plan.files.rbegin(); it != plan.files.rend(); ++it) {
-              if (it->round >= t || it->deleted <= t) continue;
-              for (int w = ctx.size - 1; w >= 0; --w) {
-                rfiles.emplace_back(it->q, w);
-                prefix.push_back(prefix.back() + it->nblocks);
-              }
-            }
-            const std::uint64_t nread = prefix.back() > 0 ? reads_per_round : 0;
-            // This round's schedule: reads, writes and deletes in a seeded random order.
-            Rng rng(mix64(c.seed, static_cast<std::uint64_t>(ctx.rank),
-                          static_cast<std::uint64_t>(t) + 0x6b76));
-            std::vector<Scheduled> sched;
-            const ZipfSampler zipf(std::max<std::uint64_t>(prefix.back(), 1), o.zipf);
-            for (std::uint64_t n = 0; n < nread; ++n)
-              sched.push_back({KvOp::read, zipf.sample(rng), 0, 0.0});
-            for (const auto& f : plan.files)
-              if (f.round == t)
-                for (std::uint64_t b = 0; b < f.nblocks; ++b)
-                  sched.push_back({KvOp::write, f.q, b, 0.0});
-            for (const auto& f : plan.files)
-              if (f.deleted == t) sched.push_back({KvOp::del, f.q, 0, 0.0});
-            // Shuffle the kinds but keep writes and deletes in their own order (files fill front to
-            // back, the oldest file goes first).
-            std::vector<KvOp> kinds;
-            for (const auto& s : sched) kinds.push_back(s.kind);
-            for (std::size_t j = kinds.size(); j > 1; --j)
-              std::swap(kinds[j - 1], kinds[rng.below(j)]);
-            std::vector<Scheduled> ordered;
-            std::size_t ri = 0, wi = nread, di = nread;
-            while (di < sched.size() && sched[di].kind != KvOp::del) ++di;
-            for (KvOp kind : kinds) {
-              if (kind == KvOp::read)
-                ordered.push_back(sched[ri++]);
-              else if (kind == KvOp::write)
-                ordered.push_back(sched[wi++]);
-              else
-                ordered.push_back(sched[di++]);
-            }
-            // --rate: Poisson arrivals from the round's start.
+            const Readable view(plan, t, ctx.size);
+            Rng rng = round_rng(ctx, ctx.rank, t);
+            auto ordered = round_schedule(o, plan, view, t, reads_per_round, rng);
             agree(ctx.comm, [&] {
-              const double t0 = now_s();
+              // --rate: Poisson arrivals from the round's start.
               if (o.rate > 0) {
-                double at = t0;
+                double at = now_s();
                 for (auto& s : ordered) {
                   at += rng.exponential(1.0 / o.rate);
                   s.arrival = at;
                 }
               }
-              std::map<std::uint64_t, Fd> readers;  // open files by global file id
-              std::size_t next = 0;
-              r.mark_open(t0);
-              ctx.engine.run(
-                  [&](IoOp& op) {
-                    while (next < ordered.size()) {
-                      const Scheduled& s = ordered[next++];
-                      if (s.kind == KvOp::del) {
-                        if (s.arrival > 0) sleep_until_s(s.arrival);
-                        const double d0 = now_s();
-                        dir.remove(kv_name(s.a, ctx.rank));
-                        r.record(2, s.arrival > 0 ? s.arrival : d0, now_s(), 0);
-                        continue;
-                      }
-                      op.not_before = s.arrival;
-                      if (s.kind == KvOp::write) {
-                        start_write(op, s.a, s.b);
-                        return true;
-                      }
-                      // Read: popularity rank -> (file, block).
-                      const auto pos = static_cast<std::size_t>(
-                          std::upper_bound(prefix.begin(), prefix.end(), s.a) - prefix.begin() - 1);
-                      const auto [q, w] = rfiles[pos];
-                      const std::uint64_t b = s.a - prefix[pos];
-                      const std::uint64_t gid =
-                          q * static_cast<std::uint64_t>(ctx.size) + static_cast<std::uint64_t>(w);
-                      auto it = readers.find(gid);
-                      if (it == readers.end())
-                        it = readers.emplace(gid, dir.open(kv_name(q, w), O_RDONLY | direct)).first;
-                      op.kind = OpKind::read;
-                      op.fd = it->second.get();
-                      op.offset = b * bs;
-                      op.len = bs;
-                      op.tag = gid;
-                      op.buf = pool.get();
-                      return true;
-                    }
-                    return false;
-                  },
-                  [&](const IoOp& op, const IoDone& d) {
-                    const double start = op.not_before > 0 ? op.not_before : d.submit;
-                    if (op.kind == OpKind::write) {
-                      finish_write(op, d);
-                      r.record(1, start, d.complete, d.bytes);
-                      return true;
-                    }
-                    auto* buf = static_cast<std::byte*>(op.buf);
-                    pool.invalidate(buf);
-                    const std::uint64_t gid = op.tag;
-                    const std::uint64_t q = gid / static_cast<std::uint64_t>(ctx.size);
-                    const int w = static_cast<int>(gid % static_cast<std::uint64_t>(ctx.size));
-                    try {
-                      check_transfer(op, d, dir.path_of(kv_name(q, w)));
-                    } catch (...) {
-                      pool.put(buf);
-                      throw;
-                    }
-                    r.record(0, start, d.complete, d.bytes);
-                    if (c.verify)
-                      verify_block(
-                          r, buf, bs, block_id(q, w, op.offset / bs),
-                          fmt::format("{} offset {}", dir.path_of(kv_name(q, w)), op.offset));
-                    pool.put(buf);
-                    return true;
-                  });
-              for (auto& [gid, fd] : readers) fd.close_checked("kv file");
-              r.mark_close(now_s());
+              store.run_round(r, view, ordered);
             });
             ++rounds_run;
             // --stonewall: no new round starts after the deadline (a round always completes, so the

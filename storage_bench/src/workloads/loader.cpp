@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <sys/resource.h>
 #include <thread>
 
 #include <fmt/format.h>
@@ -135,6 +136,15 @@ void run_loader(Ctx& ctx) {
     throw ffb::UsageError(
         fmt::format("--samples {}: fewer samples than ranks ({}); give at least one per rank",
                     o.samples, ctx.size));
+  // Every rank keeps every shard open during an epoch.
+  struct rlimit nofile {};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
+      d.shard_bytes.size() + 64 > nofile.rlim_cur)
+    throw ffb::UsageError(fmt::format(
+        "--shard-size {}: {} shards, and every rank opens them all, above the open-file limit "
+        "({}, ulimit -n); raise --shard-size or the limit",
+        ffb::format_size(o.shard_size), d.shard_bytes.size(),
+        static_cast<unsigned long long>(nofile.rlim_cur)));
   const std::uint64_t batches = (per_rank + o.batch - 1) / o.batch;
   const std::uint64_t align = std::max<std::uint64_t>(ctx.io_align(), 1);
   ctx.report.note(
@@ -150,10 +160,11 @@ void run_loader(Ctx& ctx) {
     RankPhase rp(PhaseSpec{"loader", "build", 0, {"write"}, {false}, true});
     run_phase(ctx, rp, [&](RankPhase& r) { build_shards(ctx, d, r); });
   }
-  if (c.self_test_corrupt && ctx.rank == 0) {
-    corrupt_one_byte(dir, d.name(0), d.offset[0]);
-    ctx.report.note(fmt::format("self-test: flipped one byte of sample 0 in {}", d.name(0)));
-  }
+  // --self-test-corrupt: sample 0 (in shard 0, which rank 0 wrote); every epoch reads it.
+  if (c.self_test_corrupt)
+    agree(ctx.comm, [&] {
+      if (ctx.rank == 0) ctx.report.note(corrupt_one_byte(dir, d.name(0), d.offset[0], d.size[0]));
+    });
 
   std::vector<FileRange> wrote, all;
   for (std::size_t s = 0; s < d.shard_bytes.size(); ++s) {

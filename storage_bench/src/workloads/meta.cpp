@@ -89,8 +89,13 @@ void run_meta(Ctx& ctx) {
       });
     }
     const std::uint64_t src_count = created[static_cast<std::size_t>(src)];
-    if (c.self_test_corrupt && ctx.rank == 0 && rep == 0 && o.file_size > kHeaderBytes + 8)
-      corrupt_one_byte(*mine, file_name(0, 0), 0);
+    // --self-test-corrupt: rank 0's first file (options refuse it without a read phase or with
+    // empty files); another rank reads it back in the read phase.
+    if (c.self_test_corrupt && rep == 0)
+      agree(ctx.comm, [&] {
+        if (ctx.rank == 0 && created[0] > 0)
+          ctx.report.note(corrupt_one_byte(*mine, file_name(0, 0), 0, o.file_size));
+      });
 
     // ---- stat (another rank's files) ----
     if (o.do_stat) {

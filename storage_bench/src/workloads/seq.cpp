@@ -215,12 +215,12 @@ void run_seq(Ctx& ctx) {
       write_body(rp, false);
       if (rep == 0) ctx.report.note("read-only run: data laid out untimed (sequential, fsync'd)");
     }
-    if (c.self_test_corrupt && ctx.rank == 0) {
-      const std::uint64_t off = plan.offset_of(0, 0);
-      corrupt_one_byte(dir, plan.file_of(0), off);
-      ctx.report.note(fmt::format("self-test: flipped one byte of the block at offset {} of {}",
-                                  off, plan.file_of(0)));
-    }
+    // --self-test-corrupt: rank 0's first transfer, after it is written and before it is read.
+    if (c.self_test_corrupt)
+      agree(ctx.comm, [&] {
+        if (ctx.rank == 0)
+          ctx.report.note(corrupt_one_byte(dir, plan.file_of(0), plan.offset_of(0, 0), o.transfer));
+      });
 
     // ---- read ----
     if (o.do_read) {
