@@ -1,15 +1,16 @@
 // Shows the harness adds no visible overhead: 8-byte allreduce latency as the harness measures it
 // (per-iteration timing, watchdog armed, slowest rank per iteration) against a bare timed
 // MPI_Allreduce loop, in the same run, interleaved so both see the same machine state.
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <optional>
+#include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <mpi.h>
 
-#include "ffb/collective.h"
 #include "ffb/error.h"
 #include "ffb/mpi_env.h"
 #include "ffb/stats.h"
@@ -51,37 +52,111 @@ double harness_loop_us(MPI_Comm comm, int iters, ffb::Watchdog& watchdog,
   return ffb::summarize(slowest).mean;
 }
 
-}  // namespace
+struct Args {
+  int iters = 2000;
+  int rounds = 7;
+  double timeout_s = 60.0;
+  bool check_args = false;
+};
 
-int main(int argc, char** argv) {
-  ffb::MpiSession mpi(argc, argv);
+constexpr const char* kProgram = "harness_overhead_bench";
+constexpr int kMaxIters = 1000000;
+constexpr int kMaxRounds = 1000;
+constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
+
+void add_options(CLI::App& app, Args& a) {
+  app.add_option("-n,--iters", a.iters, "allreduces per loop and round (1 to 1000000)")
+      ->capture_default_str();
+  app.add_option("-r,--rounds", a.rounds, "interleaved rounds of both loops (1 to 1000)")
+      ->capture_default_str();
+  app.add_option("-T,--timeout", a.timeout_s, "watchdog: seconds before a stuck allreduce aborts")
+      ->capture_default_str();
+  app.add_flag("--check-args", a.check_args,
+               "only check the options: exit 0 if valid, else 2 with the error");
+}
+
+void check(const Args& a) {
+  if (a.iters < 1 || a.iters > kMaxIters)
+    throw ffb::UsageError(fmt::format("-n/--iters {}: give 1 to {}", a.iters, kMaxIters));
+  if (a.rounds < 1 || a.rounds > kMaxRounds)
+    throw ffb::UsageError(fmt::format("-r/--rounds {}: give 1 to {}", a.rounds, kMaxRounds));
+  if (!(a.timeout_s > 0 && a.timeout_s <= kMaxTimeoutS))
+    throw ffb::UsageError(fmt::format("-T/--timeout {}: give seconds > 0 and at most {:g}",
+                                      a.timeout_s, kMaxTimeoutS));
+}
+
+void measure(const Args& a) {
   int rank = 0, size = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
-  const int iters = argc > 1 ? std::max(1, std::atoi(argv[1])) : 2000;
-  const int rounds = argc > 2 ? std::max(1, std::atoi(argv[2])) : 7;
-  ffb::Watchdog watchdog(MPI_COMM_WORLD, 60.0, [] { return std::string("overhead loop"); });
-  const ffb::TickClock clock;                    // the harness's clock
-  bare_loop_us(MPI_COMM_WORLD, iters / 10 + 1);  // warm-up
+  ffb::Watchdog watchdog(MPI_COMM_WORLD, a.timeout_s, [] { return std::string("overhead loop"); });
+  const ffb::TickClock clock;                      // the harness's clock
+  bare_loop_us(MPI_COMM_WORLD, a.iters / 10 + 1);  // warm-up
   std::vector<double> bare, harness, harness_means;
-  for (int r = 0; r < rounds; ++r) {
-    bare.push_back(bare_loop_us(MPI_COMM_WORLD, iters));
+  for (int r = 0; r < a.rounds; ++r) {
+    bare.push_back(bare_loop_us(MPI_COMM_WORLD, a.iters));
     double m = 0;
-    harness.push_back(harness_loop_us(MPI_COMM_WORLD, iters, watchdog, clock, &m));
+    harness.push_back(harness_loop_us(MPI_COMM_WORLD, a.iters, watchdog, clock, &m));
     harness_means.push_back(m);
   }
-  if (rank == 0) {
-    const auto b = ffb::summarize(bare).p50;
-    const auto h = ffb::summarize(harness).p50;
-    fmt::print(
-        "# harness overhead, 8 B MPI_Allreduce (double sum), {} ranks, {} iterations x {} "
-        "rounds (median of rounds)\n",
-        size, iters, rounds);
-    fmt::print("{:>24} {:>12}\n", "loop", "latency (us)");
-    fmt::print("{:>24} {:12.3f}\n", "bare MPI_Allreduce", b);
-    fmt::print("{:>24} {:12.3f}\n", "harness-timed", h);
-    fmt::print("{:>24} {:12.3f}\n", "  same, max of means", ffb::summarize(harness_means).p50);
-    fmt::print("{:>24} {:12.3f}\n", "ratio harness/bare", h / b);
+  if (rank != 0) return;
+  const auto b = ffb::summarize(bare).p50;
+  const auto h = ffb::summarize(harness).p50;
+  fmt::print(
+      "# harness overhead, 8 B MPI_Allreduce (double sum), {} ranks, {} iterations x {} "
+      "rounds (median of rounds)\n",
+      size, a.iters, a.rounds);
+  fmt::print("{:>24} {:>12}\n", "loop", "latency (us)");
+  fmt::print("{:>24} {:12.3f}\n", "bare MPI_Allreduce", b);
+  fmt::print("{:>24} {:12.3f}\n", "harness-timed", h);
+  fmt::print("{:>24} {:12.3f}\n", "  same, max of means", ffb::summarize(harness_means).p50);
+  fmt::print("{:>24} {:12.3f}\n", "ratio harness/bare", h / b);
+}
+
+// Parses and checks the options (rank 0 prints help and errors), then measures.
+int run(int argc, char** argv, bool root) {
+  CLI::App app{
+      "harness_overhead_bench: 8-byte allreduce latency as the harness times it against a bare "
+      "MPI_Allreduce loop",
+      kProgram};
+  Args a;
+  add_options(app, a);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    if (root) fmt::print("{}", app.help());
+    return ffb::kExitOk;
+  } catch (const CLI::ParseError& e) {
+    throw ffb::UsageError(fmt::format("{} (see --help)", e.what()));
   }
-  return 0;
+  check(a);
+  if (a.check_args) return ffb::kExitOk;
+  ffb::check_launcher(MPI_COMM_WORLD);
+  measure(a);
+  return ffb::kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::optional<ffb::MpiSession> mpi;
+  try {
+    mpi.emplace(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
+    return ffb::kExitFailure;
+  }
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  try {
+    return run(argc, argv, rank == 0);
+  } catch (const ffb::UsageError& e) {
+    if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
+    return ffb::kExitUsage;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: rank %d: error: %s\n", kProgram, rank, e.what());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, ffb::kExitFailure);
+  }
+  return ffb::kExitFailure;
 }

@@ -67,6 +67,7 @@ struct Cli {
   int device = -1;
   std::string output, label;
   int inject_corrupt_rank = -1;
+  bool check_args = false;
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -87,7 +88,7 @@ std::map<std::string, double> parse_baseline(const std::string& text) {
     const std::string val = eq == std::string::npos ? item : item.substr(eq + 1);
     char* end = nullptr;
     const double v = std::strtod(val.c_str(), &end);
-    if (end == val.c_str() || *end != '\0' || !(v > 0))
+    if (end == val.c_str() || *end != '\0' || !(v > 0) || !std::isfinite(v))
       throw ffb::UsageError(
           fmt::format("--baseline-step-ms '{}': give milliseconds (130) or backend=ms pairs "
                       "(hfreduce=130,mpi=270)",
@@ -125,16 +126,17 @@ std::string fmt_count(double n) {
   return fmt::format("{:.0f}", n);
 }
 
-int run(int argc, char** argv) {
-  int world_rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  const bool root = world_rank == 0;
+// Sane bounds of the numeric options (docs/ddp_bench.md, "Bounds"): beyond them a value is a
+// typo, runs out of memory (per-step times are kept) or overflows the emulated clock.
+constexpr int kMaxSteps = 1000000;
+constexpr int kMaxBatch = 1000000;
+constexpr double kMaxRate = 1e6;          // --tflops, --device-membw (GB/s)
+constexpr double kMaxComputeScale = 1e6;  // --compute-scale
+constexpr double kMaxProgressUs = 1e6;    // --progress-us (1 s)
+constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
+constexpr double kMaxStepS = 86400.0;  // emulated compute per step (forward + backward + update)
 
-  Cli o;
-  CLI::App app{
-      "ddp_bench: data-parallel training step with gradient allreduce overlapped with backprop "
-      "(docs/ddp_bench.md)",
-      kProgram};
+void add_options(CLI::App& app, Cli& o) {
   app.add_option("--model", o.model,
                  "model file or name in configs/models (vgg16, gpt2-medium, "
                  "llama-13b)")
@@ -146,20 +148,22 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--gemm", o.gemm, "GPU GEMM type: tf32 (fp32 data on TF32 tensor cores) or bf16")
       ->capture_default_str();
-  app.add_option("--tflops", o.tflops, "emulated device rate (the paper's A100-PCIe TF32: 107)")
+  app.add_option("--tflops", o.tflops,
+                 "emulated device rate, (0, 1e6] (the paper's A100-PCIe TF32: 107)")
       ->capture_default_str();
   app.add_option("--efficiency", o.efficiency,
-                 "fraction of --tflops a layer achieves (emulated compute)")
+                 "fraction of --tflops a layer achieves (emulated compute), (0, 1]")
       ->capture_default_str();
-  app.add_option("--batch", o.batch, "samples per rank per step (0: the model's batch_per_gpu)")
+  app.add_option("--batch", o.batch,
+                 "samples per rank per step, 0 to 1000000 (0: the model's batch_per_gpu)")
       ->capture_default_str();
-  app.add_option("--scale", o.scale, "fraction of each layer's parameters (gradient bytes)")
+  app.add_option("--scale", o.scale, "fraction of each layer's parameters (gradient bytes), (0, 1]")
       ->capture_default_str();
   app.add_option("--max-params", o.max_params,
                  "cap the parameters: sets --scale to min(1, N / model params); K/M/G suffixes "
                  "are decimal here (1M = 1e6)");
   app.add_option("--compute-scale", o.compute_scale,
-                 "multiply every layer's FLOPs (0: no compute, communication only)")
+                 "multiply every layer's FLOPs, 0 to 1e6 (0: no compute, communication only)")
       ->capture_default_str();
   app.add_option("--bucket-size", o.bucket_size, "gradient bucket cap (PyTorch DDP: 25 MiB)")
       ->capture_default_str();
@@ -170,8 +174,8 @@ int run(int argc, char** argv) {
                "keep the bucket caps when --scale/--max-params shrink the model (default: caps x "
                "scale, so the scaled model keeps the full model's bucket plan)");
   app.add_option("--dtype", o.dtype, "gradient type: float, bfloat16, half")->capture_default_str();
-  app.add_option("--steps", o.steps, "timed steps")->capture_default_str();
-  app.add_option("--warmup", o.warmup, "untimed steps first")->capture_default_str();
+  app.add_option("--steps", o.steps, "timed steps (1 to 1000000)")->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed steps first (0 to 1000000)")->capture_default_str();
   app.add_option("--comm-steps", o.comm_steps,
                  "communication-only repetitions (the allreduce time nothing hides; 0: skip)")
       ->capture_default_str();
@@ -179,23 +183,27 @@ int run(int argc, char** argv) {
                  "none, sgd or adam: an update after the allreduces (emulated: params x bytes / "
                  "--device-membw)")
       ->capture_default_str();
-  app.add_option("--device-membw", o.device_membw, "device memory GB/s for the emulated update")
+  app.add_option("--device-membw", o.device_membw,
+                 "device memory GB/s for the emulated update, (0, 1e6]")
       ->capture_default_str();
   app.add_flag("--no-check", o.no_check, "skip validating the allreduced gradients");
   app.add_flag("--check-every-step", o.check_every_step,
                "validate every timed step (default: the last one)");
   app.add_option("--progress-us", o.progress_us,
                  "MPI backend: call MPI_Testall at least this often while compute runs (0: never; "
-                 "Open MPI then progresses the allreduces only when the step waits)")
+                 "Open MPI then progresses the allreduces only when the step waits); up to 1e6")
       ->capture_default_str();
   app.add_option("--ranks-per-node", o.ranks_per_node,
                  "HFReduce nodes of N consecutive ranks (0: ranks sharing memory); emulates nodes")
       ->capture_default_str();
-  app.add_option("--chunk-size", o.chunk_size, "HFReduce pipeline chunk")->capture_default_str();
-  app.add_option("--depth", o.depth, "HFReduce chunk slots per rank")->capture_default_str();
-  app.add_option("--threads", o.threads, "HFReduce reduce threads per rank")->capture_default_str();
+  app.add_option("--chunk-size", o.chunk_size, "HFReduce pipeline chunk (4K to 1G)")
+      ->capture_default_str();
+  app.add_option("--depth", o.depth, "HFReduce chunk slots per rank (2 to 64)")
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "HFReduce reduce threads per rank (1 to 256)")
+      ->capture_default_str();
   app.add_option("--fallback-bytes", o.fallback_bytes,
-                 "HFReduce hands buckets below this to MPI_Allreduce")
+                 "HFReduce hands buckets below this to MPI_Allreduce (0 to 1G)")
       ->capture_default_str();
   app.add_option("--hfreduce-timeout", o.hf_timeout, "HFReduce: longest wait for a peer (s)")
       ->capture_default_str();
@@ -210,17 +218,185 @@ int run(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--output", o.output, "append this run to an HDF5 results file");
   app.add_option("--label", o.label, "free text stored with the run");
+  app.add_flag("--check-args", o.check_args,
+               "only check the options and the model file as a run would: exit 0 if valid, else "
+               "2 with the error (no MPI communication, no GPU)");
   app.add_option("--inject-corrupt-rank", o.inject_corrupt_rank)->group("");  // test only
+}
 
+// A number option in [lo, hi] (NaN and infinities refused); `range` is what the error suggests.
+void check_range(const char* flag, double v, double lo, double hi, const std::string& range) {
+  if (!(v >= lo && v <= hi)) throw ffb::UsageError(fmt::format("{} {}: give {}", flag, v, range));
+}
+
+void check_counts(const Cli& o) {
+  if (o.steps < 1 || o.steps > kMaxSteps)
+    throw ffb::UsageError(fmt::format("--steps {}: give 1 to {}", o.steps, kMaxSteps));
+  if (o.warmup < 0 || o.warmup > kMaxSteps)
+    throw ffb::UsageError(fmt::format("--warmup {}: give 0 to {}", o.warmup, kMaxSteps));
+  if (o.comm_steps < 0 || o.comm_steps > kMaxSteps)
+    throw ffb::UsageError(fmt::format("--comm-steps {}: give 0 to {}", o.comm_steps, kMaxSteps));
+  if (o.batch < 0 || o.batch > kMaxBatch)
+    throw ffb::UsageError(
+        fmt::format("--batch {}: give 1 to {} samples per rank, or 0 for the model's batch_per_gpu",
+                    o.batch, kMaxBatch));
+  if (o.depth < 2 || o.depth > 64)
+    throw ffb::UsageError(fmt::format("--depth {}: give 2 to 64", o.depth));
+  if (o.threads < 1 || o.threads > 256)
+    throw ffb::UsageError(fmt::format("--threads {}: give 1 to 256", o.threads));
+  if (o.ranks_per_node < 0)
+    throw ffb::UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or a rank count",
+                                      o.ranks_per_node));
+  if (o.device < -1)
+    throw ffb::UsageError(
+        fmt::format("--device {}: give a GPU index, or -1 for local rank modulo GPUs", o.device));
+  if (o.inject_corrupt_rank < -1)
+    throw ffb::UsageError("--inject-corrupt-rank: give a rank (0 or more), or -1 for none");
+}
+
+void check_rates(const Cli& o) {
+  check_range("--tflops", o.tflops, 1e-9, kMaxRate, "a rate > 0 and at most 1e6");
+  if (!(o.efficiency > 0 && o.efficiency <= 1))
+    throw ffb::UsageError(fmt::format("--efficiency {}: give (0, 1]", o.efficiency));
+  if (!(o.scale > 0 && o.scale <= 1))
+    throw ffb::UsageError(fmt::format("--scale {}: give a fraction in (0, 1]", o.scale));
+  check_range("--compute-scale", o.compute_scale, 0, kMaxComputeScale, "0 to 1e6");
+  check_range("--progress-us", o.progress_us, 0, kMaxProgressUs, "0 to 1e6");
+  check_range("--device-membw", o.device_membw, 1e-9, kMaxRate, "GB/s > 0 and at most 1e6");
+  if (!(o.hf_timeout > 0 && o.hf_timeout <= kMaxTimeoutS))
+    throw ffb::UsageError(fmt::format("--hfreduce-timeout {}: give seconds > 0 and at most {:g}",
+                                      o.hf_timeout, kMaxTimeoutS));
+}
+
+// What the options decide before MPI communication, topology or devices are involved.
+struct Settings {
+  ffb::DataType dtype = ffb::DataType::f32;
+  Optimizer opt_kind = Optimizer::none;
+  std::uint64_t bucket_cap = 0, first_bucket_cap = 0;
+  std::map<std::string, double> baseline;
+  std::vector<std::string> backend_names;
+  HfreduceSettings hs;
+  Model full;
+  double scale = 1.0;
+  int batch = 1;
+};
+
+void check_names(const Cli& o, Settings& st) {
+  auto t = ffb::parse_data_type(o.dtype);
+  if (!t || (*t != ffb::DataType::f32 && *t != ffb::DataType::bf16 && *t != ffb::DataType::f16))
+    throw ffb::UsageError(fmt::format("--dtype '{}': give float, bfloat16 or half", o.dtype));
+  st.dtype = *t;
+  if (o.gemm != "tf32" && o.gemm != "bf16")
+    throw ffb::UsageError(fmt::format("--gemm '{}': give tf32 or bf16", o.gemm));
+  if (o.compute != "auto" && o.compute != "emulated" && o.compute != "cublas")
+    throw ffb::UsageError(fmt::format("--compute '{}': give auto, emulated or cublas", o.compute));
+  if (o.optimizer == "sgd")
+    st.opt_kind = Optimizer::sgd;
+  else if (o.optimizer == "adam")
+    st.opt_kind = Optimizer::adam;
+  else if (o.optimizer != "none")
+    throw ffb::UsageError(fmt::format("--optimizer '{}': give none, sgd or adam", o.optimizer));
+  st.backend_names = split(o.backends);
+  if (st.backend_names.empty())
+    throw ffb::UsageError("--backend: give hfreduce, mpi, nccl or none");
+  for (const auto& b : st.backend_names)
+    if (b != "hfreduce" && b != "mpi" && b != "none" && b != "nccl")
+      throw ffb::UsageError(
+          fmt::format("--backend '{}': give a comma list of hfreduce, mpi, nccl, none", b));
+  st.baseline = parse_baseline(o.baseline);
+  for (const auto& [name, ms] : st.baseline)
+    if (name != "*" && name != "hfreduce" && name != "mpi" && name != "nccl" && name != "none")
+      throw ffb::UsageError(fmt::format(
+          "--baseline-step-ms '{}': '{}' is not a backend; use hfreduce, mpi, nccl or none",
+          o.baseline, name));
+}
+
+void check_sizes(const Cli& o, Settings& st) {
+  st.bucket_cap = ffb::parse_size(o.bucket_size, "--bucket-size");
+  st.first_bucket_cap = ffb::parse_size(o.first_bucket_size, "--first-bucket-size");
+  if (st.bucket_cap == 0) throw ffb::UsageError("--bucket-size 0: give a size such as 25M");
+  auto& h = st.hs.options;
+  h.chunk_bytes = ffb::parse_size(o.chunk_size, "--chunk-size");
+  h.fallback_bytes = ffb::parse_size(o.fallback_bytes, "--fallback-bytes");
+  h.pipeline_depth = o.depth;
+  h.reduce_threads = o.threads;
+  h.ranks_per_node = o.ranks_per_node;
+  h.timeout_s = o.hf_timeout;
+  h.cuda_device = o.device;
+  if (h.chunk_bytes < 4096 || h.chunk_bytes > (1ull << 30))
+    throw ffb::UsageError(fmt::format("--chunk-size {}: give 4K to 1G", o.chunk_size));
+  if (h.fallback_bytes > (1ull << 30))
+    throw ffb::UsageError(fmt::format("--fallback-bytes {}: give 0 to 1G", o.fallback_bytes));
+}
+
+// --max-params N (decimal suffixes) -> the parameter scale, at most --scale.
+double param_scale(const Cli& o, const Model& full) {
+  if (o.max_params.empty()) return o.scale;
+  const auto cap = static_cast<double>(ffb::parse_size(o.max_params, "--max-params"));
+  // parse_size is binary (1M = 2^20); --max-params counts parameters, decimal is what people mean
+  double decimal = cap;
+  const char last = o.max_params.back();
+  const int steps = last == 'K' || last == 'k'   ? 1
+                    : last == 'M' || last == 'm' ? 2
+                    : last == 'G' || last == 'g' ? 3
+                                                 : 0;
+  if (steps > 0) decimal = cap / std::pow(1024.0, steps) * std::pow(1000.0, steps);
+  if (!(decimal >= 1))
+    throw ffb::UsageError(fmt::format("--max-params {}: give at least 1", o.max_params));
+  return std::min(o.scale, decimal / static_cast<double>(full.total_params()));
+}
+
+// The emulated device clock sleeps for this long per step: refuse what would overflow it or never
+// end (a model file or flags off by orders of magnitude).
+void check_emulated_step(const Cli& o, const Settings& st, const Model& model) {
+  const double rate = o.tflops * 1e12 * o.efficiency;
+  const double compute =
+      (model.fwd_flops_per_sample() + model.bwd_flops_per_sample()) * st.batch / rate;
+  const double update = static_cast<double>(model.total_params()) *
+                        optimizer_bytes_per_param(st.opt_kind) / (o.device_membw * 1e9);
+  if (!(compute + update <= kMaxStepS))
+    throw ffb::UsageError(fmt::format(
+        "{}: emulated compute would take {:.3g} s per step (FLOPs x batch {} / (--tflops {:g} x "
+        "--efficiency {:g}), plus the optimizer update); give at most {:g} s: raise --tflops or "
+        "lower --batch or --compute-scale",
+        model.name, compute + update, st.batch, o.tflops, o.efficiency, kMaxStepS));
+}
+
+// Every check that needs no MPI communication, topology or device (also run by --check-args).
+Settings check_options(const Cli& o) {
+  check_counts(o);
+  check_rates(o);
+  Settings st;
+  check_names(o, st);
+  check_sizes(o, st);
+  st.full = load_model(o.model);
+  st.scale = param_scale(o, st.full);
+  st.batch = o.batch > 0 ? o.batch : st.full.batch_per_gpu;
+  if (o.compute != "cublas") check_emulated_step(o, st, scaled(st.full, st.scale, o.compute_scale));
+  return st;
+}
+
+int run(int argc, char** argv) {
+  int world_rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+  const bool root = world_rank == 0;
+
+  Cli o;
+  CLI::App app{
+      "ddp_bench: data-parallel training step with gradient allreduce overlapped with backprop "
+      "(docs/ddp_bench.md)",
+      kProgram};
+  add_options(app, o);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
     if (root) fmt::print("{}", app.help());
     return ffb::kExitOk;
   } catch (const CLI::ParseError& e) {
-    if (root) fmt::print(stderr, "{}: error: {} (see --help)\n", kProgram, e.what());
-    return ffb::kExitUsage;
+    throw ffb::UsageError(fmt::format("{} (see --help)", e.what()));
   }
+  Settings st = check_options(o);
+  if (o.check_args) return ffb::kExitOk;
 
   ffb::check_launcher(MPI_COMM_WORLD);
   MPI_Comm comm = MPI_COMM_NULL;
@@ -230,56 +406,15 @@ int run(int argc, char** argv) {
   const int local_rank = local_rank_and_size(comm, &local_size);
 
   // ---- options -> model, buckets, engines ----
-  auto t = ffb::parse_data_type(o.dtype);
-  if (!t || (*t != ffb::DataType::f32 && *t != ffb::DataType::bf16 && *t != ffb::DataType::f16))
-    throw ffb::UsageError(fmt::format("--dtype '{}': give float, bfloat16 or half", o.dtype));
-  const ffb::DataType dtype = *t;
-  if (o.steps < 1) throw ffb::UsageError(fmt::format("--steps {}: give at least 1", o.steps));
-  if (o.warmup < 0) throw ffb::UsageError(fmt::format("--warmup {}: give 0 or more", o.warmup));
-  if (o.comm_steps < 0)
-    throw ffb::UsageError(fmt::format("--comm-steps {}: give 0 or more", o.comm_steps));
-  if (!(o.tflops > 0)) throw ffb::UsageError(fmt::format("--tflops {}: give a rate > 0", o.tflops));
-  if (!(o.efficiency > 0) || o.efficiency > 1)
-    throw ffb::UsageError(fmt::format("--efficiency {}: give (0, 1]", o.efficiency));
-  if (!(o.scale > 0) || o.scale > 1)
-    throw ffb::UsageError(fmt::format("--scale {}: give a fraction in (0, 1]", o.scale));
-  if (!(o.compute_scale >= 0))
-    throw ffb::UsageError(fmt::format("--compute-scale {}: give 0 or more", o.compute_scale));
-  if (!(o.progress_us >= 0))
-    throw ffb::UsageError(fmt::format("--progress-us {}: give 0 or more", o.progress_us));
-  if (!(o.device_membw > 0))
-    throw ffb::UsageError(fmt::format("--device-membw {}: give GB/s > 0", o.device_membw));
-  if (o.gemm != "tf32" && o.gemm != "bf16")
-    throw ffb::UsageError(fmt::format("--gemm '{}': give tf32 or bf16", o.gemm));
-  Optimizer opt_kind = Optimizer::none;
-  if (o.optimizer == "sgd")
-    opt_kind = Optimizer::sgd;
-  else if (o.optimizer == "adam")
-    opt_kind = Optimizer::adam;
-  else if (o.optimizer != "none")
-    throw ffb::UsageError(fmt::format("--optimizer '{}': give none, sgd or adam", o.optimizer));
-  const auto bucket_cap = ffb::parse_size(o.bucket_size, "--bucket-size");
-  const auto first_bucket_cap = ffb::parse_size(o.first_bucket_size, "--first-bucket-size");
-  if (bucket_cap == 0) throw ffb::UsageError("--bucket-size 0: give a size such as 25M");
-  const auto baseline = parse_baseline(o.baseline);
-
-  const Model full = load_model(o.model);
-  double scale = o.scale;
-  if (!o.max_params.empty()) {
-    const auto cap = static_cast<double>(ffb::parse_size(o.max_params, "--max-params"));
-    // parse_size is binary (1M = 2^20); --max-params counts parameters, decimal is what people mean
-    double decimal = cap;
-    const char last = o.max_params.back();
-    const int steps = last == 'K' || last == 'k'   ? 1
-                      : last == 'M' || last == 'm' ? 2
-                      : last == 'G' || last == 'g' ? 3
-                                                   : 0;
-    if (steps > 0) decimal = cap / std::pow(1024.0, steps) * std::pow(1000.0, steps);
-    if (!(decimal >= 1)) throw ffb::UsageError("--max-params: give at least 1");
-    scale = std::min(scale, decimal / static_cast<double>(full.total_params()));
-  }
+  const ffb::DataType dtype = st.dtype;
+  const Optimizer opt_kind = st.opt_kind;
+  const auto bucket_cap = st.bucket_cap;
+  const auto first_bucket_cap = st.first_bucket_cap;
+  const auto& baseline = st.baseline;
+  const Model& full = st.full;
+  const double scale = st.scale;
   const Model model = scaled(full, scale, o.compute_scale);
-  const int batch = o.batch > 0 ? o.batch : full.batch_per_gpu;
+  const int batch = st.batch;
   const std::size_t esize = ffb::size_of(dtype);
   // A scaled model keeps the full model's bucket plan when the caps shrink with it.
   const double cap_scale = o.no_scale_buckets ? 1.0 : scale;
@@ -298,13 +433,10 @@ int run(int argc, char** argv) {
   std::unique_ptr<ComputeEngine> compute;
   std::string compute_kind = o.compute;
   if (compute_kind == "auto") compute_kind = gpu_count_or_zero() > 0 ? "cublas" : "emulated";
-  if (compute_kind == "emulated") {
+  if (compute_kind == "emulated")
     compute = std::make_unique<EmulatedCompute>();
-  } else if (compute_kind == "cublas") {
+  else
     compute = make_gpu_compute(o.device, local_rank);
-  } else {
-    throw ffb::UsageError(fmt::format("--compute '{}': give auto, emulated or cublas", o.compute));
-  }
   ComputeConfig ccfg;
   ccfg.tflops = o.tflops;
   ccfg.efficiency = o.efficiency;
@@ -331,29 +463,11 @@ int run(int argc, char** argv) {
   }
 
   // ---- backends ----
-  HfreduceSettings hs;
-  hs.options.chunk_bytes = ffb::parse_size(o.chunk_size, "--chunk-size");
-  hs.options.fallback_bytes = ffb::parse_size(o.fallback_bytes, "--fallback-bytes");
-  hs.options.pipeline_depth = o.depth;
-  hs.options.reduce_threads = o.threads;
-  hs.options.ranks_per_node = o.ranks_per_node;
-  hs.options.timeout_s = o.hf_timeout;
-  hs.options.cuda_device = o.device;
-  if (hs.options.chunk_bytes < 4096 || hs.options.chunk_bytes > (1ull << 30))
-    throw ffb::UsageError(fmt::format("--chunk-size {}: give 4K to 1G", o.chunk_size));
-  if (o.depth < 2 || o.depth > 64)
-    throw ffb::UsageError(fmt::format("--depth {}: give 2 to 64", o.depth));
-  if (o.threads < 1 || o.threads > 256)
-    throw ffb::UsageError(fmt::format("--threads {}: give 1 to 256", o.threads));
-  if (o.ranks_per_node < 0 || o.ranks_per_node > topo.size)
+  const HfreduceSettings& hs = st.hs;
+  if (o.ranks_per_node > topo.size)
     throw ffb::UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or 1 to {}",
                                       o.ranks_per_node, topo.size));
-  const auto backend_names = split(o.backends);
-  if (backend_names.empty()) throw ffb::UsageError("--backend: give hfreduce, mpi, nccl or none");
-  for (const auto& b : backend_names)
-    if (b != "hfreduce" && b != "mpi" && b != "none" && b != "nccl")
-      throw ffb::UsageError(
-          fmt::format("--backend '{}': give a comma list of hfreduce, mpi, nccl, none", b));
+  const auto& backend_names = st.backend_names;
   if (o.inject_corrupt_rank >= topo.size)
     throw ffb::UsageError("--inject-corrupt-rank: rank out of range");
   if (o.trace && compute->device_memory())

@@ -87,20 +87,28 @@ void check_keys(const Ctx& c, const YAML::Node& n, Keys allowed, const std::stri
   }
 }
 
-double number(const Ctx& c, const YAML::Node& n, const std::string& key, double min_value) {
+std::string bound_text(double v) {
+  return v == std::floor(v) && v < 1e15 ? fmt::format("{:.0f}", v) : fmt::format("{:g}", v);
+}
+
+double number(const Ctx& c, const YAML::Node& n, const std::string& key, double min_value,
+              double max_value) {
   if (!n.IsScalar()) c.fail(key, "a number", text_of(n));
   const std::string& s = n.Scalar();
   char* end = nullptr;
   const double v = std::strtod(s.c_str(), &end);
-  if (end == s.c_str() || *end != '\0' || !std::isfinite(v)) c.fail(key, "a number", s);
-  if (v < min_value) c.fail(key, fmt::format("a number >= {}", min_value), s);
+  if (end == s.c_str() || *end != '\0' || !std::isfinite(v)) c.fail(key, "a finite number", s);
+  if (v < min_value || v > max_value)
+    c.fail(key, fmt::format("a number from {} to {}", bound_text(min_value), bound_text(max_value)),
+           s);
   return v;
 }
 
 std::uint64_t integer(const Ctx& c, const YAML::Node& n, const std::string& key,
-                      std::uint64_t min_value) {
-  const double v = number(c, n, key, static_cast<double>(min_value));
-  if (v != std::floor(v) || v > 9.0e18) c.fail(key, "a whole number", n.Scalar());
+                      std::uint64_t min_value, std::uint64_t max_value) {
+  const double v =
+      number(c, n, key, static_cast<double>(min_value), static_cast<double>(max_value));
+  if (v != std::floor(v)) c.fail(key, "a whole number", n.Scalar());
   return static_cast<std::uint64_t>(v);
 }
 
@@ -111,23 +119,32 @@ std::string substitute(std::string s, std::uint64_t i) {
   return s;
 }
 
+// The GPU engine keeps a k x n weight operand per product: bound it (and the FLOPs it makes).
+void check_gemm(const Ctx& c, const GemmShape& g, const std::string& key) {
+  if (g.k * g.n > kMaxGemmWeights)
+    c.fail(key, fmt::format("k x n at most {} elements (the weight operand)", kMaxGemmWeights),
+           fmt::format("{} x {}", g.k, g.n));
+}
+
 GemmShape parse_gemm(const Ctx& c, const YAML::Node& n, const std::string& key) {
   GemmShape g;
   if (n.IsSequence()) {
     if (n.size() < 3 || n.size() > 4) c.fail(key, "[m, n, k] or [m, n, k, count]", text_of(n));
-    g.m = integer(c, n[0], key + "[0]", 1);
-    g.n = integer(c, n[1], key + "[1]", 1);
-    g.k = integer(c, n[2], key + "[2]", 1);
-    if (n.size() == 4) g.count = integer(c, n[3], key + "[3]", 1);
+    g.m = integer(c, n[0], key + "[0]", 1, kMaxGemmDim);
+    g.n = integer(c, n[1], key + "[1]", 1, kMaxGemmDim);
+    g.k = integer(c, n[2], key + "[2]", 1, kMaxGemmDim);
+    if (n.size() == 4) g.count = integer(c, n[3], key + "[3]", 1, kMaxGemmCount);
+    check_gemm(c, g, key);
     return g;
   }
   check_keys(c, n, kGemmKeys, key);
   for (const char* k : {"m", "n", "k"})
     if (!n[k]) c.fail(key + "." + k, "a positive whole number (m, n and k are all required)");
-  g.m = integer(c, n["m"], key + ".m", 1);
-  g.n = integer(c, n["n"], key + ".n", 1);
-  g.k = integer(c, n["k"], key + ".k", 1);
-  if (n["count"]) g.count = integer(c, n["count"], key + ".count", 1);
+  g.m = integer(c, n["m"], key + ".m", 1, kMaxGemmDim);
+  g.n = integer(c, n["n"], key + ".n", 1, kMaxGemmDim);
+  g.k = integer(c, n["k"], key + ".k", 1, kMaxGemmDim);
+  if (n["count"]) g.count = integer(c, n["count"], key + ".count", 1, kMaxGemmCount);
+  check_gemm(c, g, key);
   return g;
 }
 
@@ -143,7 +160,14 @@ void parse_layers(const Ctx& c, const YAML::Node& list, const std::string& key,
     if (n["repeat"]) {
       if (repeat_index != nullptr) c.fail(k + ".repeat", "no nested repeat blocks");
       check_keys(c, n, kRepeatKeys, k);
-      const auto times = integer(c, n["repeat"], k + ".repeat", 1);
+      const auto times = integer(c, n["repeat"], k + ".repeat", 1, kMaxLayers);
+      const auto block = n["layers"].IsSequence() ? n["layers"].size() : 1;
+      if (out.size() + times * block > kMaxLayers)
+        c.fail(k + ".repeat",
+               fmt::format("a count that keeps the model at most {} layers ({} x {} layers "
+                           "here, after {})",
+                           kMaxLayers, times, block, out.size()),
+               n["repeat"].Scalar());
       for (std::uint64_t r = 0; r < times; ++r)
         parse_layers(c, n["layers"], k + ".layers", &r, out);
       continue;
@@ -154,7 +178,7 @@ void parse_layers(const Ctx& c, const YAML::Node& list, const std::string& key,
     l.name = n["name"].Scalar();
     if (repeat_index != nullptr) l.name = substitute(l.name, *repeat_index);
     if (!n["params"]) c.fail(k + ".params", "the layer's parameter count (0 for none)");
-    l.params = integer(c, n["params"], k + ".params", 0);
+    l.params = integer(c, n["params"], k + ".params", 0, kMaxLayerParams);
     if (n["gemm"]) {
       const auto& g = n["gemm"];
       // One product ([m, n, k]) or a list of them ([[m, n, k], ...]).
@@ -169,14 +193,20 @@ void parse_layers(const Ctx& c, const YAML::Node& list, const std::string& key,
       }
     }
     if (n["fwd_flops"]) {
-      l.fwd_flops = number(c, n["fwd_flops"], k + ".fwd_flops", 0);
+      l.fwd_flops = number(c, n["fwd_flops"], k + ".fwd_flops", 0, kMaxLayerFlops);
     } else if (!l.gemms.empty()) {
       for (const auto& g : l.gemms) l.fwd_flops += g.flops();
+      if (l.fwd_flops > kMaxLayerFlops)
+        c.fail(
+            k + ".gemm",
+            fmt::format("shapes of at most {:g} FLOPs per sample (2 m n k count)", kMaxLayerFlops),
+            fmt::format("{:g}", l.fwd_flops));
     } else {
       c.fail(k + ".fwd_flops", "forward FLOPs per sample (or a gemm shape to derive them from)");
     }
-    l.bwd_flops =
-        n["bwd_flops"] ? number(c, n["bwd_flops"], k + ".bwd_flops", 0) : 2.0 * l.fwd_flops;
+    l.bwd_flops = n["bwd_flops"]
+                      ? number(c, n["bwd_flops"], k + ".bwd_flops", 0, 2.0 * kMaxLayerFlops)
+                      : 2.0 * l.fwd_flops;
     out.push_back(std::move(l));
   }
 }
@@ -202,7 +232,8 @@ Model parse_model(const std::string& yaml_text, const std::string& where) {
   m.name = root["name"].Scalar();
   if (root["description"]) m.description = root["description"].as<std::string>();
   if (!root["batch_per_gpu"]) c.fail("batch_per_gpu", "samples per GPU per step, e.g. 50");
-  m.batch_per_gpu = static_cast<int>(integer(c, root["batch_per_gpu"], "batch_per_gpu", 1));
+  m.batch_per_gpu =
+      static_cast<int>(integer(c, root["batch_per_gpu"], "batch_per_gpu", 1, kMaxBatchPerGpu));
   if (root["conditions"]) {
     const auto& cond = root["conditions"];
     if (!cond.IsMap()) c.fail("conditions", "a mapping of scalars", text_of(cond));
@@ -230,6 +261,13 @@ Model parse_model(const std::string& yaml_text, const std::string& where) {
     if (!names.insert(l.name).second)
       c.fail("layers", "distinct layer names (use {i} inside repeat blocks)", l.name);
   if (m.total_params() == 0) c.fail("layers", "at least one layer with parameters");
+  if (m.total_params() > kMaxModelParams)
+    c.fail("layers", fmt::format("at most {:g} parameters in all", double(kMaxModelParams)),
+           std::to_string(m.total_params()));
+  if (const double f = m.fwd_flops_per_sample() + m.bwd_flops_per_sample(); f > kMaxModelFlops)
+    c.fail("layers",
+           fmt::format("at most {:g} FLOPs per sample in all (forward + backward)", kMaxModelFlops),
+           fmt::format("{:g}", f));
   return m;
 }
 

@@ -41,6 +41,20 @@ struct Model {
   double bwd_flops_per_sample() const;
 };
 
+// Bounds of a model file (docs/ddp_bench.md, "Model files"): every number is finite and within
+// them, else the file is refused with its key named. They keep a typo from running for ever,
+// overflowing the emulated clock or allocating without end; real models sit far inside them
+// (LLaMA-13B: 283 layers, 1.3e10 parameters, 6.7e11 FLOPs in its largest layer).
+inline constexpr std::uint64_t kMaxBatchPerGpu = 1000000;            // batch_per_gpu: 1 to 1e6
+inline constexpr std::uint64_t kMaxLayers = 100000;                  // layers after repeat blocks
+inline constexpr std::uint64_t kMaxLayerParams = 1000000000000ull;   // params: 0 to 1e12
+inline constexpr std::uint64_t kMaxModelParams = 10000000000000ull;  // whole model: 1e13
+inline constexpr double kMaxLayerFlops = 1e16;  // fwd_flops per sample per layer (bwd: 2e16)
+inline constexpr double kMaxModelFlops = 1e18;  // forward + backward per sample, whole model
+inline constexpr std::uint64_t kMaxGemmDim = 1ull << 24;      // gemm m, n, k: 1 to 16777216
+inline constexpr std::uint64_t kMaxGemmCount = 65536;         // gemm count: 1 to 65536
+inline constexpr std::uint64_t kMaxGemmWeights = 1ull << 31;  // gemm k x n
+
 // Reads and validates a model file. Errors: UsageError naming the file, the key and what was
 // expected. `name_or_path`: a path, or a bare name looked up as configs/models/<name>.yaml under
 // $FFB_ROOT, the current directory, then the source tree the binary was built from.

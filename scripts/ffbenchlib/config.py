@@ -383,7 +383,7 @@ def _size_tag(spec):
 def _variants(chk, entry, where):
     value = entry.get("variants")
     if value is None:
-        return [{"name": None, "env": {}, "options": {}, "mpirun_args": []}]
+        return [{"name": None, "env": {}, "options": {}, "mpirun_args": [], "where": None}]
     chk.seq(value, f"{where}.variants")
     if not value:
         chk.fail(f"{where}.variants", "at least one variant", value)
@@ -396,7 +396,8 @@ def _variants(chk, entry, where):
         out.append({"name": chk.name(v["name"], f"{w}.name"),
                     "env": chk.env(v.get("env") or {}, f"{w}.env"),
                     "options": chk.options(v.get("options") or {}, f"{w}.options"),
-                    "mpirun_args": chk.str_list(v.get("mpirun_args") or [], f"{w}.mpirun_args")})
+                    "mpirun_args": chk.str_list(v.get("mpirun_args") or [], f"{w}.mpirun_args"),
+                    "where": w})
     names = [v["name"] for v in out]
     if len(set(names)) != len(names):
         chk.fail(f"{where}.variants", "distinct variant names", names)
@@ -432,6 +433,18 @@ def _opt_tag(opts):
     def text(v):
         return str(v).lower() if isinstance(v, bool) else str(v)
     return ".".join(f"{k}={text(v)}" for k, v in opts.items())
+
+
+def _collective_flag_keys(where):
+    """The harness flags ffbench sets from an entry's keys -> those keys (short and long names)."""
+    keys = {}
+    for flags, key in ((("b", "minbytes", "e", "maxbytes", "f", "stepfactor", "i", "stepbytes"),
+                        "sizes"), (("d", "datatype"), "types"), (("o", "op"), "ops"),
+                       (("n", "iters"), "iters"), (("w", "warmup_iters"), "warmup"),
+                       (("c", "check"), "check"), (("a", "average"), "average"),
+                       (("z", "blocking"), "blocking"), (("T", "timeout"), "op_timeout")):
+        keys.update({f: f"{where}.{key}" for f in flags})
+    return keys
 
 
 def _expand_collective(chk, entry, where, sweep):
@@ -475,8 +488,10 @@ def _expand_collective(chk, entry, where, sweep):
     options = chk.options(entry.get("options") or {}, f"{where}.options")
     axes = _sweep_axes(chk, entry.get("sweep"), f"{where}.sweep")
     variants = _variants(chk, entry, where)
+    flag_keys = _collective_flag_keys(where)
     points = []
-    for c in _combinations(variants, shapes, axes, options, env, specs):
+    for c in _combinations(variants, shapes, axes, options, env, specs,
+                           _origins(f"{where}.options", options), f"{where}.sweep"):
         name = _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape,
                            _size_tag(c.spec) if len(specs) > 1 else "")
         points.append(Point(
@@ -485,7 +500,8 @@ def _expand_collective(chk, entry, where, sweep):
             timeout, mpi, sweep.mpirun_args + c.variant["mpirun_args"],
             meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
                   "section": "collectives", "options": c.options, "sizes": planned_sizes(c.spec),
-                  "types": types, "ops": ops}))
+                  "types": types, "ops": ops, "entry": where,
+                  "origins": {**flag_keys, **c.origins}}))
     return points
 
 
@@ -499,18 +515,28 @@ class _Combination(NamedTuple):
     options: dict   # entry options, then the variant's, then the sweep axis' (later wins)
     env: dict       # entry environment, then the variant's
     shape: str      # r<ranks> on one node, n<nodes>x<ranks per node> across nodes
+    origins: dict   # option name -> the config key it came from (errors name it)
 
 
-def _combinations(variants, shapes, axes, options, env, specs=(None,)):
-    """Every point of an entry, in the order points are listed: variant, shape, size spec, axis."""
+def _origins(prefix, options):
+    return {k: f"{prefix}.{k}" for k in options}
+
+
+def _combinations(variants, shapes, axes, options, env, specs=(None,), origins=None,
+                  axis_where=""):
+    """Every point of an entry, in the order points are listed: variant, shape, size spec, axis.
+    `origins` names the config key of each entry option, `axis_where` the sweep axes' key."""
     for variant in variants:
+        vorigins = _origins(f"{variant['where']}.options", variant["options"])
         for ranks, nodes, rpn in shapes:
             for spec in specs:
                 for axis in axes:
                     yield _Combination(variant, ranks, nodes, rpn, spec, axis,
                                        {**options, **variant["options"], **axis},
                                        {**env, **variant["env"]},
-                                       f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}")
+                                       f"r{ranks}" if nodes == 1 else f"n{nodes}x{rpn}",
+                                       {**(origins or {}), **vorigins,
+                                        **_origins(axis_where, axis)})
 
 
 def _expand_storage(chk, section, sweep):
@@ -557,11 +583,15 @@ def _expand_workload(chk, section, wl, w, sweep, program, top_dir, common_opts):
     shapes = _shapes(chk, wl, w, defaults={k: section.get(k) for k in SHAPE_KEYS})
     opts = dict(common_opts)
     opts.update(chk.options(wl.get("options") or {}, f"{w}.options"))
+    origins = {**_origins("storage.options", common_opts),
+               **_origins(f"{w}.options", wl.get("options") or {})}
+    axis_where = f"{w}.sweep" if "sweep" in wl else "storage.sweep"
     axes = _sweep_axes(chk, wl.get("sweep", section.get("sweep")), f"{w}.sweep")
     variants = _variants(chk, wl, w)
     base = chk.name(wl.get("name", f"storage.{workload}"), f"{w}.name")
     points = []
-    for c in _combinations(variants, shapes, axes, opts, env):
+    for c in _combinations(variants, shapes, axes, opts, env, origins=origins,
+                           axis_where=axis_where):
         points.append(Point(
             _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "storage",
             program, c.ranks, c.nodes, c.rpn,
@@ -570,7 +600,7 @@ def _expand_workload(chk, section, wl, w, sweep, program, top_dir, common_opts):
             storage_tmp=(d == "tmp"),
             meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
                   "section": "storage", "workload": workload, "options": c.options,
-                  "dir": dir_arg}))
+                  "dir": dir_arg, "entry": w, "origins": c.origins}))
     return points
 
 
@@ -629,13 +659,16 @@ def _expand_probe(chk, entry, where, sweep):
     axes = _sweep_axes(chk, entry.get("sweep"), f"{where}.sweep")
     variants = _variants(chk, entry, where)
     points = []
-    for c in _combinations(variants, shapes, axes, options, env):
+    for c in _combinations(variants, shapes, axes, options, env,
+                           origins=_origins(f"{where}.options", options),
+                           axis_where=f"{where}.sweep"):
         points.append(Point(
             _point_name(base, c.variant["name"], _opt_tag(c.axis), c.shape), "probe", program,
             c.ranks, c.nodes, c.rpn, _option_args(c.options), c.env, requires, launchers, timeout,
             mpi, sweep.mpirun_args + c.variant["mpirun_args"],
             meta={"series": _point_name(base, c.variant["name"], _opt_tag(c.axis)),
-                  "section": "probes", "options": c.options}))
+                  "section": "probes", "options": c.options, "entry": where,
+                  "origins": c.origins}))
     return points
 
 
@@ -708,17 +741,31 @@ def parse(path, data):
     return sweep
 
 
-def load(path):
-    if not os.path.exists(path):
-        raise ConfigError(f"{path}: no such config file (sweeps live in configs/sweeps/)")
+def read_yaml(path, error=ConfigError, what="config"):
+    """The YAML document in `path`, read as UTF-8 (a BOM is allowed): the one loader of the YAML
+    files ffbench reads. Every failure is one `error` line naming the file and the fix: cannot be
+    read, not UTF-8 text, not valid YAML (with its line when known)."""
     try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise error(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at line {line}); save "
+                    f"the {what} as UTF-8") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from None
-    return parse(path, data)
+        raise error(f"{path}: not valid YAML{where}: {problem}") from None
+
+
+def load(path):
+    if not os.path.exists(path):
+        raise ConfigError(f"{path}: no such config file (sweeps live in configs/sweeps/)")
+    return parse(path, read_yaml(path))

@@ -5,7 +5,10 @@ into the results file atomically (merge.merge_files), so a killed sweep loses at
 flight and never corrupts the file. A point's label is NAME@KEY (KEY: hash of program, arguments,
 launcher, environment and shape); a rerun skips every point whose key is in the file with status
 "complete". Programs that are not built, and points that need a GPU on a host without one, are
-skipped with a one-line reason.
+skipped with a one-line reason. Before any point runs (and in a dry run), every program is asked
+whether it takes its arguments (`PROGRAM ARGS --check-args`, one process each): a refusal stops
+the config with the key and the program's own error line, which is also what a failed point's
+report quotes (not mpirun's closing banner).
 """
 import os
 import re
@@ -14,6 +17,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import compare, coverage, h5io, launchers, merge
 from . import config as configmod
@@ -108,14 +112,49 @@ def _run_summary(run):
     return ""
 
 
-def _tail(path, lines=3):
+def _log_lines(path):
     try:
         with open(path, errors="replace") as fh:
-            content = [ln.rstrip() for ln in fh.read().replace("\0", "").splitlines()
-                       if ln.strip() and not ln.startswith(LOG_HEADER)]
+            return [ln.rstrip() for ln in fh.read().replace("\0", "").splitlines()
+                    if ln.strip() and not ln.startswith(LOG_HEADER)]
     except OSError:
         return []
-    return content[-lines:]
+
+
+def _tail(path, lines=3):
+    return _log_lines(path)[-lines:]
+
+
+def _without_banners(lines):
+    """The lines outside Open MPI's boxed messages (between lines of dashes), e.g. its closing
+    "Primary job terminated normally, but 1 process returned a non-zero exit code" banner."""
+    out, boxed = [], False
+    for ln in lines:
+        if re.fullmatch(r"-{20,}", ln.strip()):
+            boxed = not boxed
+        elif not boxed:
+            out.append(ln)
+    return out
+
+
+def program_line(program, lines, word="error"):
+    """The program's own line among `lines`: ffbench programs print "PROGRAM: error: ...",
+    "PROGRAM: rank N: error: ...", "PROGRAM: skipped: ..." or "PROGRAM: ..." (storage_bench), and
+    the watchdog "ffbench watchdog: ..."; the first that contains `word`, else the last of them,
+    else None."""
+    mine = re.compile(rf"^(?:{re.escape(os.path.basename(program))}(?::| \()|ffbench watchdog:)")
+    own = [ln.strip() for ln in lines if mine.match(ln.strip())]
+    return next((ln for ln in own if word in ln), own[-1] if own else None)
+
+
+def point_summary(log_path, program, word="error", lines=2):
+    """What a failed (or skipped) point's report quotes: the program's own line, else the log's
+    last lines without Open MPI's banners."""
+    content = _log_lines(log_path)
+    line = program_line(program, content, word)
+    if line:
+        return line
+    return " | ".join((_without_banners(content) or content)[-lines:])
 
 
 def _die_with_parent():
@@ -261,9 +300,9 @@ def run_point(ctx, launcher, point, label, log_path):
             shutil.rmtree(tmpdir, ignore_errors=True)
     elapsed = time.time() - start
     if rc == 77:
-        tail = _tail(log_path, 1)
+        line = point_summary(log_path, point.program, "skipped", 1)
         _remove(point_file)
-        return "skipped", elapsed, (tail[0].lstrip("# ") if tail else "the program skipped (exit 77)")
+        return "skipped", elapsed, (line.lstrip("# ") if line else "the program skipped (exit 77)")
     summary = ""
     wrote = os.path.exists(point_file)
     if wrote:
@@ -271,11 +310,117 @@ def run_point(ctx, launcher, point, label, log_path):
         merge.merge_files(ctx.output, [point_file], dedup=False)
         os.unlink(point_file)
     if rc != 0:
-        tail = " | ".join(_tail(log_path, 2))
-        return "failed", elapsed, f"exit status {rc}: {tail} (log {log_path})"
+        line = point_summary(log_path, point.program)
+        return "failed", elapsed, f"exit status {rc}: {line} (log {log_path})"
     if not wrote:
         return "failed", elapsed, f"the program wrote no results (log {log_path})"
     return "complete", elapsed, summary
+
+
+CHECK_TIMEOUT = 60  # seconds one `PROGRAM ARGS --check-args` may take (MPI singleton start-up)
+_check_args_known = {}
+
+
+def _knows_check_args(path):
+    """Whether the program was built with --check-args (its name is in the binary): an older build
+    would run the benchmark instead of checking."""
+    if path not in _check_args_known:
+        try:
+            with open(path, "rb") as fh:
+                _check_args_known[path] = b"--check-args" in fh.read()
+        except OSError:
+            _check_args_known[path] = False
+    return _check_args_known[path]
+
+
+def _check_env(point_env):
+    """The point's environment for a single process: no launcher's variables (PMIx), so MPI
+    starts as a singleton."""
+    env = launchers.mpi_env(point_env)
+    for k in list(env):
+        if k.startswith(("PMIX_", "PMI_", "OMPI_COMM_WORLD_")):
+            del env[k]
+    return env
+
+
+def _run_check(path, args, env):
+    """(exit status, output) of PROGRAM ARGS --check-args; status None when it could not run."""
+    try:
+        res = subprocess.run([path, *args, "--check-args"], env=env, stdin=subprocess.DEVNULL,
+                             capture_output=True, text=True, errors="replace",
+                             timeout=CHECK_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return None, f"no answer after {CHECK_TIMEOUT} s"
+    except OSError as exc:
+        return None, exc.strerror or str(exc)
+    return res.returncode, res.stderr + res.stdout
+
+
+def offending_key(point, line):
+    """The config key the program's error line is about: the first flag it names that came from
+    the config (options, sweep axes, variants, sizes/types/... keys), else the entry."""
+    origins = point.meta.get("origins") or {}
+    for flag in re.findall(r"(?:^|[\s/'\"(])--?([A-Za-z][A-Za-z0-9_-]*)", line):
+        if flag in origins:
+            return origins[flag]
+    for name, value in (point.meta.get("options") or {}).items():
+        if name in origins and isinstance(value, str) and len(value) > 2 and value in line:
+            return origins[name]
+    return point.meta.get("entry") or point.name
+
+
+def _check_jobs(ctx, points, tmp):
+    """({(program path, args): first point}, [programs without --check-args]) of the points whose
+    program is built (scripts such as fio-crosscheck are not asked)."""
+    jobs, lacking = {}, []
+    for p in points:
+        if p.script or launchers.point_missing_reason(ctx.bin_dir, p):
+            continue
+        path = launchers.point_program(ctx.bin_dir, p)
+        if not _knows_check_args(path):
+            if p.program not in lacking:
+                lacking.append(p.program)
+            continue
+        jobs.setdefault((path, tuple(launchers.expand_args(p.args, ctx.bin_dir, tmp))), p)
+    return jobs, lacking
+
+
+def check_program_args(ctx, points):
+    """Asks every program how it would take its arguments before any point runs: each distinct
+    (program, arguments) once, as a single process (`PROGRAM ARGS --check-args`, no mpirun), in
+    parallel. A refusal stops the config with one line naming the key and quoting the program's
+    own error line; programs built without --check-args get one warning line."""
+    tmp = tempfile.mkdtemp(prefix="ffbench-check-")  # stands for a storage point's "dir: tmp"
+    try:
+        jobs, lacking = _check_jobs(ctx, points, tmp)
+        workers = max(1, min(4, launchers.cpu_count(), len(jobs)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            answers = list(pool.map(lambda job: _run_check(job[0], list(job[1]),
+                                                           _check_env(jobs[job].env)), jobs))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    unchecked = {}
+    for p, (rc, output) in zip(jobs.values(), answers):
+        if rc in (0, 77):
+            continue
+        lines = output.splitlines()
+        line = program_line(p.program, lines) or next((ln.strip() for ln in lines if ln.strip()),
+                                                      f"exit status {rc}")
+        if rc == 2 and "--check-args" not in line:
+            raise configmod.ConfigError(f"{ctx.args.config}: key '{offending_key(p, line)}': "
+                                        f"{line}")
+        if rc == 2:  # it does not know --check-args after all
+            if p.program not in lacking:
+                lacking.append(p.program)
+        else:
+            unchecked.setdefault(p.program, line)
+    if lacking:
+        one = len(lacking) == 1
+        print(f"warning: {', '.join(lacking)} {'has' if one else 'have'} no --check-args (built "
+              f"before it?): {'its' if one else 'their'} options are checked only when the "
+              f"points run")
+    for program, line in unchecked.items():
+        print(f"warning: could not check the options of {program} before the run: {line}")
 
 
 def _dry_run(ctx, launcher, points, label_of):
@@ -406,6 +551,7 @@ def cmd_run(args):
         raise UsageError(f"--launcher {args.launcher}: expected local, slurm or emu")
     ctx = SweepContext(args, sweep)
     points = select_points(ctx)
+    check_program_args(ctx, points)
     plan_coverage(ctx, points)
     if not args.dry_run and ctx.coverage and not ctx.coverage.coverable:
         print(coverage.warning_line(args.config, ctx.ref_path, ctx.coverage))

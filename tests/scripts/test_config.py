@@ -251,3 +251,75 @@ def test_sizes():
     with pytest.raises(UsageError):
         config.parse_size("1.5")
     assert config.format_size(192937984) == "184M"
+
+
+def test_non_utf8_config_is_one_line(tmp_path):
+    """#6: a config that is not UTF-8 text is one ConfigError line (the CLI: exit 2), never a
+    UnicodeDecodeError traceback; a UTF-8 byte order mark is fine."""
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: t\n# caf\u00e9\ncollectives: [{program: x}]\n".encode("latin-1"))
+    with pytest.raises(UsageError) as info:
+        config.load(str(bad))
+    msg = str(info.value)
+    assert msg == f"{bad}: not UTF-8 text (byte 0xe9 at line 2); save the config as UTF-8", msg
+    res = subprocess.run([sys.executable, FFBENCH, "run", str(bad), "--dry-run"],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines() == [f"ffbench run: {msg}"], res.stderr
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes(b"\xef\xbb\xbfname: t\ncollectives: [{program: x}]\n")
+    assert config.load(str(bom)).name == "t"
+    nul = tmp_path / "nul.yaml"
+    nul.write_bytes(b"name: t\x00\n")
+    with pytest.raises(UsageError, match="not valid YAML: unacceptable character"):
+        config.load(str(nul))
+
+
+def test_read_yaml_is_the_shared_loader(tmp_path):
+    class OtherError(Exception):
+        pass
+    p = tmp_path / "c.yaml"
+    p.write_bytes(b"a: [1\n")
+    with pytest.raises(OtherError, match=r"c.yaml: not valid YAML at line 2"):
+        config.read_yaml(str(p), OtherError, "cluster file")
+    p.write_bytes(b"a: \xff\n")
+    with pytest.raises(OtherError, match="save the cluster file as UTF-8"):
+        config.read_yaml(str(p), OtherError, "cluster file")
+    with pytest.raises(OtherError, match="cannot read the cluster file"):
+        config.read_yaml(str(tmp_path), OtherError, "cluster file")  # a directory
+    p.write_text("a: 1\n")
+    assert config.read_yaml(str(p)) == {"a": 1}
+
+
+def test_points_name_the_config_key_of_each_option(tmp_path):
+    """#7: ffbench run maps a program's complaint about a flag back to the key it came from."""
+    sweep = parse("""
+collectives:
+  - program: hfreduce_bench
+    ranks: [2]
+    iters: 3
+    options: {chunk-size: 1M}
+    sweep: {threads: [1, 2]}
+    variants: [{name: a}, {name: b, options: {depth: 8}}]
+storage:
+  options: {repetitions: 1}
+  workloads:
+    - {workload: seq, options: {block: 16M}, sweep: {qd: [1, 8]}}
+probes:
+  - {program: ddp_bench, options: {model: vgg16}}
+""", tmp_path)
+    coll = [p for p in sweep.points if p.kind == "collective"]
+    b = [p for p in coll if ".b." in p.name][0]
+    assert b.meta["entry"] == "collectives[0]"
+    assert b.meta["origins"]["chunk-size"] == "collectives[0].options.chunk-size"
+    assert b.meta["origins"]["threads"] == "collectives[0].sweep.threads"
+    assert b.meta["origins"]["depth"] == "collectives[0].variants[1].options.depth"
+    assert b.meta["origins"]["n"] == b.meta["origins"]["iters"] == "collectives[0].iters"
+    assert b.meta["origins"]["d"] == "collectives[0].types"
+    assert "depth" not in [p for p in coll if ".a." in p.name][0].meta["origins"]
+    seq = [p for p in sweep.points if p.kind == "storage"][0]
+    assert seq.meta["origins"] == {"repetitions": "storage.options.repetitions",
+                                   "block": "storage.workloads[0].options.block",
+                                   "qd": "storage.workloads[0].sweep.qd"}
+    probe = [p for p in sweep.points if p.kind == "probe"][0]
+    assert probe.meta["origins"] == {"model": "probes[0].options.model"}

@@ -32,7 +32,20 @@ from ffbenchlib import h5io
 args = sys.argv[1:]
 def opt(name, default=None):
     return args[args.index(name) + 1] if name in args else default
+if "--check-args" in args:  # ffbench run asks every program first (no output, no results)
+    if "--no-such-flag" in args:
+        sys.stderr.write("fake_bench: error: The following argument was not expected: "
+                         "--no-such-flag (see --help)\\n")
+        sys.exit(2)
+    sys.exit(0)
 time.sleep(float(opt("--sleep", 0)))
+if "--fail-usage" in args:  # refused at run time only, then Open MPI's closing banner
+    sys.stderr.write("fake_bench: error: --fail-usage: refused once running\\n")
+    print("-" * 74)
+    print("Primary job  terminated normally, but 1 process returned")
+    print("a non-zero exit code. Per user-direction, the job has been aborted.")
+    print("-" * 74)
+    sys.exit(2)
 if "--skip" in args:
     print("fake_bench: no GPU on this host, skipping")
     sys.exit(77)
@@ -312,3 +325,110 @@ def test_closing_verdict_is_print_verdict(tmp_path, monkeypatch):
     assert calls == [([str(out)], str(ref))]
     args.no_compare = True
     assert runmod._print_comparison(ctx) == 0 and len(calls) == 1
+
+
+def test_config_refused_by_the_program_before_anything_runs(tmp_path, fakebin):
+    """#7: an option the program lacks is refused at config time, by the program itself, with
+    the config key and the program's own line; nothing runs."""
+    cfg = write(tmp_path, """
+name: t
+compare: false
+probes:
+  - {name: ok, program: fake_bench, mpi: false}
+  - {name: bad, program: fake_bench, mpi: false, sweep: {no-such-flag: [1, 2]}}
+""")
+    out = str(tmp_path / "r.h5")
+    for extra in (["--dry-run"], []):
+        res = ffbench("run", cfg, "--output", out, "--bin", fakebin, *extra)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.strip() == (
+            f"ffbench run: {cfg}: key 'probes[1].sweep.no-such-flag': fake_bench: error: The "
+            f"following argument was not expected: --no-such-flag (see --help)"), res.stderr
+        assert res.stdout == "" and not os.path.exists(out)
+    assert not os.path.exists(tmp_path / "tmp" / "r" / "logs")
+
+
+def test_check_adds_nothing_to_a_good_dry_run_and_warns_once_for_old_builds(tmp_path, fakebin):
+    cfg = write(tmp_path, SWEEP % 0)
+    out = str(tmp_path / "r.h5")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert res.returncode == 0 and "warning" not in res.stdout, res.stdout + res.stderr
+    # A build from before --check-args (the flag is nowhere in the program): one warning line,
+    # and the points still run.
+    old = tmp_path / "bin" / "old_bench"
+    old.write_text(FAKE.replace("--check-args", "--checkargs"))
+    old.chmod(0o755)
+    cfg = write(tmp_path, SWEEP.replace("fake_bench", "old_bench") % 0, "old.yaml")
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin, "--dry-run")
+    assert res.returncode == 0, res.stdout + res.stderr
+    warnings = [ln for ln in res.stdout.splitlines() if ln.startswith("warning")]
+    assert warnings == ["warning: old_bench has no --check-args (built before it?): its options "
+                        "are checked only when the points run"], res.stdout
+    res = ffbench("run", cfg, "--output", out, "--bin", fakebin)
+    assert res.returncode == 0 and "3 complete" in res.stdout, res.stdout + res.stderr
+
+
+def test_failed_point_quotes_the_programs_own_line(tmp_path, fakebin):
+    """#7: the summary of a failed point is the program's error line, not Open MPI's banner."""
+    cfg = write(tmp_path, """
+name: t
+compare: false
+probes:
+  - {name: bad, program: fake_bench, mpi: false, options: {fail-usage: true}}
+""")
+    res = ffbench("run", cfg, "--output", str(tmp_path / "r.h5"), "--bin", fakebin)
+    assert res.returncode == 1, res.stdout + res.stderr
+    line = [ln for ln in res.stdout.splitlines() if "failed in" in ln][0]
+    assert "exit status 2: fake_bench: error: --fail-usage: refused once running (log " in line, \
+        line
+    assert "Primary job" not in res.stdout and "----" not in line
+
+
+def test_point_summary_picks_the_program_line(tmp_path):
+    from ffbenchlib import run as runmod
+    log = tmp_path / "p.log"
+    banner = ["-" * 74, "Primary job  terminated normally, but 1 process returned",
+              "a non-zero exit code. Per user-direction, the job has been aborted.", "-" * 74]
+    log.write_text("\n".join([
+        runmod.LOG_HEADER + "mpirun -np 2 x_bench", "# x_bench header", "x_bench: note: fine",
+        "x_bench: rank 1: error: hfreduce: timeout", "x_bench: rank 0: error: later"] + banner))
+    assert runmod.point_summary(str(log), "x_bench") == "x_bench: rank 1: error: hfreduce: timeout"
+    log.write_text("\n".join(["ffbench watchdog: rank 0 waited 3.0 s (-T 3) for x"] + banner))
+    assert runmod.point_summary(str(log), "x_bench").startswith("ffbench watchdog: rank 0")
+    log.write_text("\n".join(["something else went wrong", "and here"] + banner))
+    assert runmod.point_summary(str(log), "x_bench") == "something else went wrong | and here"
+    log.write_text("\n".join(["x_bench: skipped: no GPU"] + banner))
+    assert runmod.point_summary(str(log), "x_bench", "skipped", 1) == "x_bench: skipped: no GPU"
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(BIN, "mpi_allreduce_bench")),
+                    reason="mpi_allreduce_bench not built (FFB_BIN)")
+def test_real_program_refuses_at_config_time_and_quotes_itself_at_run_time(tmp_path):
+    """#7 with the real program: options {no-such-flag: 1} and an axis it lacks are refused
+    before anything runs; a point that fails only once running (an Open MPI algorithm that does
+    not exist) reports mpi_allreduce_bench's own line, not mpirun's banner."""
+    for body, key in (("options: {no-such-flag: 1}", "collectives[0].options.no-such-flag"),
+                      ("sweep: {threads: [1, 2]}", "collectives[0].sweep.threads")):
+        cfg = write(tmp_path, f"name: t\ncompare: false\ncollectives:\n  - program: "
+                              f"mpi_allreduce_bench\n    ranks: [2]\n    {body}\n")
+        res = ffbench("run", cfg, "--dry-run", "--bin", BIN, "--output", str(tmp_path / "r.h5"))
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert res.stderr.startswith(f"ffbench run: {cfg}: key '{key}': mpi_allreduce_bench: "
+                                     f"error: "), res.stderr
+        assert len(res.stderr.splitlines()) == 1, res.stderr
+    cfg = write(tmp_path, """
+name: t
+compare: false
+collectives:
+  - program: mpi_allreduce_bench
+    ranks: [2]
+    sizes: 1K
+    iters: 1
+    warmup: 0
+    env: {OMPI_MCA_coll_tuned_use_dynamic_rules: 1, OMPI_MCA_coll_tuned_allreduce_algorithm: 9}
+""")
+    res = ffbench("run", cfg, "--bin", BIN, "--output", str(tmp_path / "r.h5"), timeout=240)
+    assert res.returncode == 1, res.stdout + res.stderr
+    line = [ln for ln in res.stdout.splitlines() if "failed in" in ln][0]
+    assert "exit status 2: mpi_allreduce_bench: error: coll_tuned_allreduce_algorithm=9" in line
+    assert "Primary job" not in res.stdout

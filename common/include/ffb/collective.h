@@ -36,6 +36,9 @@ struct CollectiveOptions {
   double timeout_s = 300.0;
   std::string output;
   std::string label;
+  // --check-args: parse and validate every option as a run would, then exit 0 (2 with the error
+  // line) without communicating, touching files or devices (ffbench run checks configs with it).
+  bool check_args = false;
   // Test-only fault injection (hidden from --help): prove that validation and the watchdog fire.
   int inject_corrupt_rank = -1;
   int inject_stall_rank = -1;
@@ -76,6 +79,14 @@ class CollectiveBackend {
   virtual void teardown() {}
 
   virtual bool supports(DataType t, ReduceOp op) const = 0;
+  // What the backend can reduce on some machine, known before setup() (the help text, `-d all`
+  // and the parse-time check of -d use it; the sweep skips what supports() then refuses here).
+  // Default: supports(). A backend whose support depends on the device or library version found
+  // in setup() overrides it.
+  virtual bool may_support(DataType t, ReduceOp op) const { return supports(t, op); }
+  // Checks the program-specific option values that need no MPI, topology or device (also under
+  // --check-args), after the harness options; throws UsageError naming the flag and the value.
+  virtual void check_options(const CollectiveOptions& /*options*/) {}
 
   virtual MemorySpace memory_space() const { return MemorySpace::host; }
   virtual void* allocate(std::size_t bytes);
