@@ -29,12 +29,17 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
         ->capture_default_str();
   }
 
-  void setup(const ffb::BackendContext& ctx) override {
-    flags_.finish(ctx);
-    flags_.options.fallback_bytes = ffb::parse_size(fallback_text_, "--fallback-bytes");
+  void check_options(const ffb::CollectiveOptions&) override {
+    flags_.check();
+    (void)ffb::parse_size(fallback_text_, "--fallback-bytes");
     if (!std::isfinite(membw_gbps_) || membw_gbps_ < 0)
       throw ffb::UsageError(fmt::format(
           "--membw {}: give a positive, finite GB/s, or 0 to measure at start-up", membw_gbps_));
+  }
+
+  void setup(const ffb::BackendContext& ctx) override {
+    flags_.finish(ctx);
+    flags_.options.fallback_bytes = ffb::parse_size(fallback_text_, "--fallback-bytes");
     if (membw_gbps_ == 0) {
       measure_ceiling(ctx.comm);
     } else {

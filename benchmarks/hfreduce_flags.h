@@ -33,16 +33,25 @@ struct HfreduceFlags {
     app.add_flag("--stages", stages, "print per-stage times (us) after each placement");
   }
 
-  // Parses and checks the values once MPI is up; one UsageError line naming the flag otherwise.
-  void finish(const BackendContext& ctx) {
+  // Parses and checks the values that need no MPI (also under --check-args); one UsageError line
+  // naming the flag otherwise.
+  void check() {
     options.chunk_bytes = parse_size(chunk_text, "--chunk-size");
-    options.timeout_s = ctx.options->timeout_s;
     if (options.chunk_bytes < 4096 || options.chunk_bytes > (1ull << 30))
       throw UsageError(fmt::format("--chunk-size {}: give 4K to 1G", chunk_text));
     if (options.pipeline_depth < 2 || options.pipeline_depth > 64)
       throw UsageError(fmt::format("--depth {}: give 2 to 64", options.pipeline_depth));
     if (options.reduce_threads < 1 || options.reduce_threads > 256)
       throw UsageError(fmt::format("--threads {}: give 1 to 256", options.reduce_threads));
+    if (options.ranks_per_node < 0)
+      throw UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or a rank count",
+                                   options.ranks_per_node));
+  }
+
+  // Checks again once MPI is up, plus what needs the topology.
+  void finish(const BackendContext& ctx) {
+    check();
+    options.timeout_s = ctx.options->timeout_s;
     if (options.ranks_per_node < 0 || options.ranks_per_node > ctx.topology->size)
       throw UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or 1 to {}",
                                    options.ranks_per_node, ctx.topology->size));

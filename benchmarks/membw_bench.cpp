@@ -21,6 +21,7 @@ struct Args {
   int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int repetitions = 5;
   std::uint64_t bytes = 0;  // 0: the size rule
+  bool check_args = false;
 };
 
 void add_options(CLI::App& app, Args& a) {
@@ -33,6 +34,8 @@ void add_options(CLI::App& app, Args& a) {
       ->capture_default_str();
   app.add_option("--output", a.output, "append this run to an HDF5 results file");
   app.add_option("--label", a.label, "free text stored with the run");
+  app.add_flag("--check-args", a.check_args,
+               "only check the options: exit 0 if valid, else 2 with the error");
 }
 
 void check(Args& a) {
@@ -117,6 +120,7 @@ int run(int argc, char** argv, int rank) {
   try {
     app.parse(argc, argv);
     check(a);
+    if (a.check_args) return ffb::kExitOk;
     const auto rows = plan_rows(a, rank);
     const auto topo = ffb::discover_topology(MPI_COMM_WORLD);
     ffb::RunRecord run;

@@ -36,7 +36,10 @@ inline int run_program(int argc, char** argv, const std::string& program,
   MPI_Comm_rank(MPI_COMM_WORLD, &ctx.rank);
   ctx.argv.assign(argv, argv + argc);
   CLI::App app{program + ": " + description, program};
+  bool check_args = false;
   add_options(app);
+  app.add_flag("--check-args", check_args,
+               "only check the options: exit 0 if valid, else 2 with the error");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {
@@ -46,6 +49,7 @@ inline int run_program(int argc, char** argv, const std::string& program,
     if (ctx.root()) fmt::print(stderr, "{}: error: {} (see --help)\n", program, e.what());
     return kExitUsage;
   }
+  if (check_args) return kExitOk;
   try {
     check_launcher(MPI_COMM_WORLD);
     ctx.topology = discover_topology(MPI_COMM_WORLD);

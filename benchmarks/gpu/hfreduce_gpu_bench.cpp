@@ -30,15 +30,19 @@ class HfreduceGpuBackend final : public ffb::gpu::DeviceBackend {
                  "use allreduce_async on a CUDA stream and wait on the stream (plain path only)");
   }
 
-  void setup(const ffb::BackendContext& ctx) override {
-    select(ctx);
-    flags_.finish(ctx);
+  void check_options(const ffb::CollectiveOptions&) override {
+    flags_.check();
     const auto mode = ffb::gpu::parse_pair_mode(pairs_text_);
     if (!mode)
       throw ffb::UsageError(fmt::format("--nvlink-pairs {}: give off, auto or force", pairs_text_));
     mode_ = *mode;
     if (async_ && mode_ != ffb::gpu::PairMode::off)
       throw ffb::UsageError("--async works with --nvlink-pairs off only");
+  }
+
+  void setup(const ffb::BackendContext& ctx) override {
+    select(ctx);
+    flags_.finish(ctx);
     flags_.options.device_buffers = true;
     flags_.options.cuda_device = device_;
     impl_ = std::make_unique<ffb::gpu::PairAllreduce>(ctx.comm, flags_.options, mode_, device_);

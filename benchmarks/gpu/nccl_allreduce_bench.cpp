@@ -118,6 +118,9 @@ class NcclBackend final : public ffb::gpu::DeviceBackend {
     }
   }
 
+  // Before setup() the NCCL version and compute capability are still 0: what some NCCL reduces.
+  bool may_support(DataType t, ReduceOp) const override { return nccl_type(t).has_value(); }
+
   bool supports(DataType t, ReduceOp op) const override {
     if (!nccl_type(t)) return false;
     // FP8 reductions: NCCL >= 2.24 on compute capability >= 9.0.

@@ -270,10 +270,9 @@ DEEPSEEKMOE_16B = {"params": 16.4e9, "activated_params": 2.8e9, "source":
 
 
 def _model_file(name):
-    import yaml
+    from .config import read_yaml
     path = os.path.join(resmod.repo_root(), "configs", "models", f"{name}.yaml")
-    with open(path) as fh:
-        data = yaml.safe_load(fh)
+    data = read_yaml(path, UsageError, "model file")
     params = fwd = bwd = 0.0
 
     def walk(layers, _i=None):

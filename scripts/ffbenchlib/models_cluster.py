@@ -308,14 +308,8 @@ def _read_yaml(path, chain):
                            f"configs/clusters/)")
     if os.path.realpath(path) in chain:
         raise ClusterError(f"{name}: 'base' chain loops back to itself")
-    try:
-        with open(path) as fh:
-            data = yaml.safe_load(fh)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ClusterError(f"{name}: not valid YAML{where}: {problem}") from None
+    from .config import read_yaml  # the shared loader: unreadable, not UTF-8, not YAML
+    data = read_yaml(path, ClusterError, "cluster file")
     if data is None:
         raise ClusterError(f"{name}: empty file (need at least name, nodes, gpus_per_node)")
     if not isinstance(data, dict):

@@ -228,6 +228,9 @@ int run(int argc, char** argv, int rank) {
   if (!parsed) return ffb::kExitOk;
   const Options& opt = *parsed;
   const auto& c = opt.common;
+  // --check-args: the options parsed and validated; DIR, the launcher and the file system are
+  // run-time questions (DIR may exist only where the ranks run), so nothing here touches them.
+  if (c.check_args) return ffb::kExitOk;
 
   try {
     agree(comm, [&] { ffb::check_launcher(comm); });

@@ -246,6 +246,9 @@ void add_common(CLI::App& app, CommonOptions& c, std::string& positional_dir) {
                "with --verify: after writing, flip one byte of one block we wrote, so the run "
                "shows --verify catching it (and fails)")
       ->group("Testing");
+  app.add_flag("--check-args", c.check_args,
+               "only check the options: exit 0 if valid, else 2 with the error (touches no file)")
+      ->group("Testing");
 }
 
 std::vector<std::string> split_list(const std::string& s) {

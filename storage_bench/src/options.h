@@ -43,6 +43,7 @@ struct CommonOptions {
   bool per_rank = false;
   std::uint64_t residency_pages = 4096;  // mincore sample per rank and read phase
   bool self_test_corrupt = false;        // needs --verify (refused without)
+  bool check_args = false;               // only check the options, touch no file
 };
 
 struct SeqOptions {
