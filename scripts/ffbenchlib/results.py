@@ -128,6 +128,8 @@ def tuning_env(run):
 
 def series_name(run):
     """Human name of what a run measured: the sweep point name without its shape, else backend."""
+    if run.attrs.get("imported"):  # ffbench import: the other tool's own name, never merged with ours
+        return str(run.attrs.get("program") or run.attrs.get("tool") or "imported")
     label = run.attrs.get("label", "")
     name = name_of_label(label) if key_of_label(label) else ""
     if name:
