@@ -50,8 +50,8 @@ bench: build
 
 # REPORT.md from the results committed under results/ (see results/README.md).
 report: deps
-	scripts/ffbench report results/reference-run.h5 results/perf-hfreduce.h5 results/crosscheck.h5 \
-	    results/gpu/gpu-check-h100.h5 \
+	scripts/ffbench report results/local-run.h5 results/reference-run.h5 results/perf-hfreduce.h5 \
+	    results/crosscheck.h5 results/gpu/gpu-check-h100.h5 \
 	    --out results/report --markdown REPORT.md
 
 # Address + undefined behaviour sanitizers, in their own build tree, running the whole test suite.

@@ -764,9 +764,8 @@ def compare_and_print(result_paths, reference, lower=-0.2, upper=None, min_size=
                                         placement, markdown)
     from . import verdict
     data, refs = load_reference(reference)
-    print(f"ffbench compare: {', '.join(result_paths)} against {reference} "
-          f"({data.get('name', '')}: {len(refs)} references, "
-          f"{sum(r.is_twin for r in refs)} of them normalised)")
+    print(f"ffbench compare: {', '.join(result_paths)} against {data.get('name', reference)} "
+          f"({sum(r.is_twin for r in refs)} normalised of {len(refs)} references)")
     failed = False
     show_all = show_all or not any(r.is_twin for r in refs)  # nothing else to show
     for machine, vrows in verdict.machine_verdicts(runs, refs) or [(None, [])]:
@@ -790,8 +789,9 @@ def compare_and_print(result_paths, reference, lower=-0.2, upper=None, min_size=
             if uncovered:
                 print(f"not covered (nothing in the results measures them): "
                       f"{uncovered_text(uncovered)}")
-        print(f"raw references: {summary_line(rows, uncovered)}"
-              + ("" if show_all else " (--all lists them)"))
+        n = {s: sum(1 for r in rows if r.status == s) for s in (PASS, FAIL, NC)}
+        print(f"raw references: {n[PASS]} PASS, {n[FAIL]} FAIL, {n[NC]} not comparable, "
+              f"{len(uncovered)} not covered" + ("" if show_all else " (--all lists them)"))
         failed |= any(r.status == FAIL for r in rows) or any(v.status == FAIL for v in vrows)
     return 1 if failed else 0
 

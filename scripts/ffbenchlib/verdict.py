@@ -104,9 +104,26 @@ def evaluate(ref, runs, cache):
                    where=best.where, detail=detail, **base)
 
 
+def _sweeps(runs):
+    """One machine's runs split by the results file they came from, newest first: a twin takes
+    its numerator and its denominator from one sweep, never one from each of two."""
+    by_file = {}
+    for r in runs:
+        by_file.setdefault(getattr(r, "source", ""), []).append(r)
+    return sorted(by_file.values(), key=lambda rs: max(str(r.attrs.get("date", "")) for r in rs),
+                  reverse=True)
+
+
 def verdicts(runs, refs):
-    cache = {}
-    return [evaluate(r, runs, cache) for r in refs if r.is_twin]
+    """Every twin on one machine: decided by the newest results file that decides it."""
+    sweeps = _sweeps(runs)
+    caches = [{} for _ in sweeps]
+    out = []
+    for ref in (r for r in refs if r.is_twin):
+        rows = [evaluate(ref, rs, c) for rs, c in zip(sweeps, caches)]
+        out.append(next((v for v in rows if v.status != NOT_MEASURED), rows[0] if rows else
+                        evaluate(ref, runs, {})))
+    return out
 
 
 # ---- one results file against another -----------------------------------------------------
