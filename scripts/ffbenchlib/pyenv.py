@@ -19,9 +19,12 @@ def ensure_modules(argv, modules=REQUIRED):
     lacking = missing(modules)
     if not lacking:
         return
+    # execv keeps the pid: the marker stops a loop in this process only, while child scripts
+    # (fio-crosscheck started by a sweep) may still re-exec themselves
     if (os.path.realpath(sys.executable) != os.path.realpath(SYSTEM_PYTHON)
-            and os.access(SYSTEM_PYTHON, os.X_OK) and not os.environ.get("FFB_NO_REEXEC")):
-        os.environ["FFB_NO_REEXEC"] = "1"
+            and os.access(SYSTEM_PYTHON, os.X_OK)
+            and os.environ.get("FFB_NO_REEXEC") != str(os.getpid())):
+        os.environ["FFB_NO_REEXEC"] = str(os.getpid())
         os.execv(SYSTEM_PYTHON, [SYSTEM_PYTHON] + argv)
     pkgs = " ".join(DEBIAN_PACKAGES[m] for m in lacking)
     sys.stderr.write(f"ffbench: python module(s) {', '.join(lacking)} missing for {sys.executable}; "
