@@ -121,6 +121,7 @@ int run(int argc, char** argv, int rank) {
     app.parse(argc, argv);
     check(a);
     if (a.check_args) return ffb::kExitOk;
+    ffb::check_output(a.output, MPI_COMM_WORLD);
     const auto rows = plan_rows(a, rank);
     const auto topo = ffb::discover_topology(MPI_COMM_WORLD);
     ffb::RunRecord run;

@@ -399,6 +399,7 @@ int run(int argc, char** argv) {
   if (o.check_args) return ffb::kExitOk;
 
   ffb::check_launcher(MPI_COMM_WORLD);
+  ffb::check_output(o.output, MPI_COMM_WORLD);
   MPI_Comm comm = MPI_COMM_NULL;
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
   const auto topo = ffb::discover_topology(comm);

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
         app.add_option("--label", label, "free text stored with the run");
       },
       [&](ffb::gpu::ProgramContext& ctx) {
+        ffb::check_output(output, ctx.comm);
         std::vector<std::uint64_t> sizes;
         for (const auto& s : split_list(sizes_text)) {
           const auto v = ffb::parse_size(s, "--sizes");

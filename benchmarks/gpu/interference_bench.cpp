@@ -132,6 +132,7 @@ int main(int argc, char** argv) {
         app.add_option("--label", label, "free text stored with the run");
       },
       [&](gpu::ProgramContext& ctx) {
+        ffb::check_output(output, ctx.comm);
         const auto bytes = ffb::parse_size(bytes_text, "--bytes");
         const auto chunk = ffb::parse_size(chunk_text, "--chunk-size");
         const auto gtype = gpu::parse_gemm_type(gemm_type_text);

@@ -165,6 +165,7 @@ int main(int argc, char** argv) {
         app.add_option("--label", label, "free text stored with the run");
       },
       [&](gpu::ProgramContext& ctx) {
+        ffb::check_output(output, ctx.comm);
         const auto bytes = ffb::parse_size(bytes_text, "--bytes");
         if (bytes < 4096)
           throw ffb::UsageError(fmt::format("--bytes {}: give at least 4K", bytes_text));

@@ -507,6 +507,7 @@ int collective_main(int argc, char** argv, const std::string& program,
     const auto& opt = parsed.options;
     if (opt.inject_corrupt_rank >= topo.size || opt.inject_stall_rank >= topo.size)
       throw UsageError("--inject-*-rank: rank out of range");
+    check_output(opt.output, comm);
     backend->setup(BackendContext{comm, &topo, &opt});
 
     std::vector<std::string> argv_vec(argv, argv + argc);

@@ -1,18 +1,27 @@
-"""`ffbench merge OUT.h5 IN.h5...`: copy the runs of several results files into one, atomically.
+"""`ffbench merge OUT.h5 IN.h5...`: copy the runs of several results files into one, atomically;
+`ffbench merge --compact FILE.h5`: fold an index file's segments back into one single file.
 
-Run groups are copied whole (h5py copy: attrs, tables, units and dtypes as the programs wrote
-them) under new six-digit ids in OUT. OUT is changed the way h5io.append_run changes it: under an
-exclusive flock on OUT's directory (h5io.atomic_update), OUT is copied to OUT.tmp.<pid>, the runs are added to the copy, the
-copy is fsync'd and renamed over OUT. A kill leaves the old OUT or the new one. Runs already in
-OUT (same label, date, command line and hosts) are skipped, so merging twice adds nothing.
+Run groups are copied whole (HDF5 object copy: attrs, tables, units, dtypes and checksums as the
+programs wrote them). OUT is changed the way h5io.append_run changes it (h5io.appending: under an
+exclusive flock on OUT's directory the new runs go to one temporary, fsync'd and renamed into
+place; see results/SCHEMA.md), so a kill leaves the old OUT or the new one, and the cost is the
+size of what is added, not of OUT. Runs already in OUT (same label, date, command line, hosts and
+process ids) are skipped, so merging twice adds nothing.
+
+Run ids: a run keeps its id when that id is free in OUT and after every id OUT has (merging into
+a new or an older file keeps them all); otherwise it gets the next free id. Every reference to
+a run id inside the copied runs (attrs and string columns whose name ends in `run_ids` or
+`run_id`, comma-separated, e.g. crosscheck.storage_bench_run_ids) is rewritten to the ids in
+OUT; a reference to a run that was not copied (filtered out) is dropped.
 """
 import os
 
-import h5py
 import numpy as np
 
 from . import h5io
 from .cli import UsageError
+
+REFERENCE_SUFFIXES = ("run_ids", "run_id")
 
 
 def _decode(v):
@@ -33,15 +42,83 @@ def run_identity(group):
     return ident + ((tuple(int(x) for x in pids[()]),) if pids is not None else ())
 
 
-def _check_format(f, path):
-    fmt = _decode(f.attrs.get("format"))
-    if fmt != h5io.FORMAT:
-        raise UsageError(f"{path}: not an ffbench results file (format attr {fmt!r}, expected "
-                         f"{h5io.FORMAT!r})")
+def _map_ids(text, mapping):
+    ids = [s.strip() for s in str(text).split(",") if s.strip()]
+    return ",".join(mapping[i] for i in ids if i in mapping)
+
+
+def _is_reference(name):
+    return name.endswith(REFERENCE_SUFFIXES)
+
+
+def rewrite_references(group, mapping):
+    """Rewrite run-id references in run group `group` (attrs and string datasets named *run_ids
+    or *run_id, at any depth) through mapping {old id: new id}."""
+    objects = [group]
+    group.visit(lambda name: objects.append(group[name]))
+    for obj in objects:
+        for key in [k for k in obj.attrs.keys() if _is_reference(k)]:
+            value = _decode(obj.attrs[key])
+            if isinstance(value, str):
+                new = _map_ids(value, mapping)
+                if new != value:
+                    obj.attrs[key] = new
+        if not (hasattr(obj, "dtype") and _is_reference(obj.name.rsplit("/", 1)[-1])):
+            continue
+        if obj.dtype.kind != "O" or obj.size == 0:
+            continue
+        old = [_decode(v) for v in obj[()].reshape(-1)]
+        new = [_map_ids(v, mapping) for v in old]
+        if new != old:
+            obj[...] = np.array(new, dtype=object).reshape(obj.shape)
+
+
+def _identities(app):
+    """{identity: run id} of the runs OUT already has."""
+    if app.layout == "missing":
+        return {}
+    seen = {}
+    with h5io.open_runs(app.path, check="structure") as runs:
+        for rid, group, src in runs:
+            try:
+                seen.setdefault(run_identity(group), rid)
+            except Exception as exc:  # noqa: BLE001 - damaged data inside a run
+                raise UsageError(f"{src}: damaged results file (run {rid}: {h5io.one_line(exc)})")
+    return seen
+
+
+def _merge_one(app, path, seen, select, dedup):
+    """Copy the runs of one input into app; returns (added, skipped)."""
+    added = skipped = 0
+    mapping, copied = {}, []
+    with h5io.open_runs(path) as runs:
+        for rid, group, src in runs:
+            try:
+                if select is not None and not select(group):
+                    continue
+                ident = run_identity(group)
+            except Exception as exc:  # noqa: BLE001 - damaged data inside a run
+                raise UsageError(f"{src}: damaged results file (run {rid}: "
+                                 f"{h5io.one_line(exc)})") from None
+            if dedup and ident in seen:
+                mapping[rid] = seen[ident]
+                skipped += 1
+                continue
+            try:
+                new_id = app.copy_run(group, prefer=rid)
+            except Exception as exc:  # noqa: BLE001 - HDF5 stops on damaged objects
+                raise UsageError(f"{src}: cannot copy run {rid} ({h5io.one_line(exc)})") from None
+            mapping[rid] = new_id
+            seen[ident] = new_id
+            copied.append(new_id)
+            added += 1
+    for new_id in copied:
+        rewrite_references(app.group(new_id), mapping)
+    return added, skipped
 
 
 def merge_files(out, inputs, select=None, dedup=True):
-    """Copy the runs of `inputs` into `out` (created when missing) in one atomic replace.
+    """Copy the runs of `inputs` into `out` (created when missing) in one atomic step.
 
     select(run_group) -> bool may filter runs; dedup=False copies runs already in `out` again
     (for fresh per-point files). Returns (added, skipped_duplicates).
@@ -50,38 +127,33 @@ def merge_files(out, inputs, select=None, dedup=True):
     for path in inputs:
         if not os.path.exists(path):
             raise UsageError(f"{path}: no such results file")
-        if os.path.abspath(path) == out:
+        if os.path.abspath(path) == out or (os.path.exists(out) and os.path.samefile(path, out)):
             raise UsageError(f"{path}: is the output file itself; name it once, as OUT")
     added = skipped = 0
-    with h5io.atomic_update(out) as (_dst, runs):
-        seen = {run_identity(runs[k]) for k in runs.keys()}
-        next_id = max([int(k) for k in runs.keys() if k.isdigit()], default=-1) + 1
-        for path in inputs:
-            try:
-                src = h5py.File(path, "r")
-            except OSError as exc:
-                raise UsageError(f"{path}: not an HDF5 file ({exc})") from None
-            with src:
-                _check_format(src, path)
-                src_runs = src.get("runs")
-                if src_runs is None:
-                    continue
-                for rid in sorted(src_runs.keys()):
-                    group = src_runs[rid]
-                    if select is not None and not select(group):
-                        continue
-                    ident = run_identity(group)
-                    if dedup and ident in seen:
-                        skipped += 1
-                        continue
-                    src.copy(group, runs, name=f"{next_id:06d}")
-                    next_id += 1
-                    seen.add(ident)
-                    added += 1
+    try:
+        with h5io.appending(out) as app:
+            seen = _identities(app) if dedup else {}
+            for path in inputs:
+                a, s = _merge_one(app, path, seen, select, dedup)
+                added, skipped = added + a, skipped + s
+    except h5io.ResultsFileError as exc:
+        raise UsageError(str(exc)) from None
     return added, skipped
 
 
 def cmd_merge(args):
+    if args.compact:
+        if args.inputs:
+            raise UsageError("--compact FILE.h5: give the one file to compact, no inputs")
+        if not os.path.exists(args.out):
+            raise UsageError(f"{args.out}: no such results file")
+        try:
+            n = h5io.compact(args.out)
+        except h5io.ResultsFileError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"ffbench merge --compact: {args.out}: " +
+              (f"{n} run(s) folded into one file" if n else "already one file, nothing to do"))
+        return 0
     inputs = []
     for path in args.inputs:
         if os.path.isdir(path):
@@ -100,6 +172,8 @@ def register(sub):
     p = sub.add_parser("merge", help="copy the runs of several results files into one",
                        description=__doc__.split("\n")[0])
     p.add_argument("out", metavar="OUT.h5", help="results file to add to (created when missing)")
-    p.add_argument("inputs", metavar="IN.h5", nargs="+",
+    p.add_argument("inputs", metavar="IN.h5", nargs="*",
                    help="results files (or folders: every .h5 inside)")
+    p.add_argument("--compact", action="store_true",
+                   help="fold OUT.h5's segment files (OUT.h5.runs-*/) back into OUT.h5; no inputs")
     p.set_defaults(func=cmd_merge)

@@ -6,8 +6,8 @@ of the collective / storage / probe tables with the run attrs they need.
 """
 import json
 import os
+import sys
 
-import h5py
 import numpy as np
 
 from . import h5io
@@ -34,40 +34,61 @@ def _decode(value):
     return value
 
 
-def check_file(path):
-    """One-line UsageError when `path` is not an ffbench results file."""
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such results file")
+_REPORTED_LEFTOVERS = set()
+
+
+def _report_leftovers(path):
+    """One stderr line (once per file) about what killed writers left beside `path`."""
+    key = os.path.abspath(path)
+    if key in _REPORTED_LEFTOVERS:
+        return
+    _REPORTED_LEFTOVERS.add(key)
     try:
-        with h5py.File(path, "r") as f:
-            fmt = _decode(f.attrs.get("format"))
-    except OSError as exc:
-        raise UsageError(f"{path}: not an HDF5 file ({exc})") from None
-    if fmt != FORMAT:
-        raise UsageError(f"{path}: not an ffbench results file (format attr {fmt!r}, expected "
-                         f"{FORMAT!r})")
+        line = h5io.leftovers_line(path, h5io.leftovers(path), removed=False)
+    except (h5io.ResultsFileError, OSError):
+        return
+    if line:
+        sys.stderr.write(f"ffbench: {line}\n")
+
+
+def check_file(path, data=True):
+    """One-line UsageError when `path` is not a readable ffbench results file (a single file or
+    an index with its segments: every run must open, and with data every table must read back
+    with its checksums); reports leftovers of killed writers on stderr."""
+    try:
+        h5io.check_results(path, data=data)
+    except h5io.ResultsFileError as exc:
+        raise UsageError(str(exc)) from None
+    _report_leftovers(path)
 
 
 def run_index(path):
     """[{id, label, key, status, program, kind, date, command_line}] without reading the tables."""
     if not os.path.exists(path):
         return []
-    check_file(path)
+    check_file(path, data=False)
     out = []
-    with h5py.File(path, "r") as f:
-        runs = f.get("runs")
-        if runs is None:
-            return out
-        for rid in sorted(runs.keys()):
-            a = runs[rid].attrs
-            label = _decode(a.get("label", ""))
-            out.append({"id": rid, "label": label, "key": key_of_label(label),
-                        "status": _decode(a.get("status", "")),
-                        "program": _decode(a.get("program", "")),
-                        "kind": _decode(a.get("kind", "")),
-                        "date": _decode(a.get("date", "")),
-                        "command_line": _decode(a.get("command_line", ""))})
+    try:
+        with h5io.open_runs(path, check="structure") as runs:
+            for rid, group, src in runs:
+                try:
+                    out.append(_index_row(rid, group.attrs))
+                except Exception as exc:  # noqa: BLE001 - damaged attributes
+                    raise UsageError(f"{src}: damaged results file (run {rid}: "
+                                     f"{h5io.one_line(exc)})") from None
+    except h5io.ResultsFileError as exc:
+        raise UsageError(str(exc)) from None
     return out
+
+
+def _index_row(rid, a):
+    label = _decode(a.get("label", ""))
+    return {"id": rid, "label": label, "key": key_of_label(label),
+            "status": _decode(a.get("status", "")),
+            "program": _decode(a.get("program", "")),
+            "kind": _decode(a.get("kind", "")),
+            "date": _decode(a.get("date", "")),
+            "command_line": _decode(a.get("command_line", ""))}
 
 
 def complete_keys(path):

@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from . import config as configmod
-from . import launchers, merge
+from . import h5io, launchers, merge
 from .cli import UsageError
 from .results import complete_keys
 
@@ -182,7 +182,7 @@ def collect(ctx, state, queued):
             return True
         if os.path.exists(results):
             merge.merge_files(ctx.output, [results], select=world_size_ok)
-            os.unlink(results)
+            h5io.remove_results(results)
         rcs = {}
         if os.path.exists(status_file):
             with open(status_file) as fh:

@@ -15,6 +15,7 @@
 #include "ffb/hostinfo.h"
 #include "ffb/membw.h"
 #include "ffb/mpi_env.h"
+#include "ffb/results.h"
 #include "ffb/sizes.h"
 #include "fsutil.h"
 #include "options.h"
@@ -231,6 +232,12 @@ int run(int argc, char** argv, int rank) {
   // --check-args: the options parsed and validated; DIR, the launcher and the file system are
   // run-time questions (DIR may exist only where the ranks run), so nothing here touches them.
   if (c.check_args) return ffb::kExitOk;
+  try {
+    ffb::check_output(c.output, comm);
+  } catch (const ffb::UsageError& e) {
+    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", e.what());
+    return ffb::kExitUsage;
+  }
 
   try {
     agree(comm, [&] { ffb::check_launcher(comm); });

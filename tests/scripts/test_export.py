@@ -74,3 +74,22 @@ def test_bad_flags(tmp_path):
     assert run(str(path), "--csv", "--json").returncode == 2
     res = run(str(path), "--csv", "--table", "nope")
     assert res.returncode == 2 and "tables in these files" in res.stderr
+
+
+def test_index_files_and_damaged_files(tmp_path):
+    path = tmp_path / "r.h5"
+    make(path)  # two appends: r.h5 is an index, the second run in a segment beside it
+    seg = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert len(seg) == 1 and sorted(os.listdir(seg[0])) == ["000000.h5", "000001.h5"]
+    res = run(str(path), "--json")
+    assert res.returncode == 0 and [r["run"] for r in json.loads(res.stdout)["runs"]] == [
+        "000000", "000001"]
+    damaged = seg[0] / "000001.h5"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    res = run(str(path), "--json")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines() == [
+        f"ffbench export: {damaged}: damaged results file (checksum mismatch: its bytes changed "
+        f"after it was written)"]
