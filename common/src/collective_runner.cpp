@@ -1,9 +1,13 @@
 // The sweep: for each type, op and size, time out-of-place then in-place, validate, print, record.
+// Every printed row is kept (SweepRow); the HDF5 table and the -J JSON are built from those rows.
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <random>
@@ -13,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "collective_internal.h"
+#include "collective_json.h"
 #include "ffb/error.h"
 #include "ffb/hostinfo.h"
 #include "ffb/provenance.h"
@@ -92,7 +97,22 @@ struct PlacementResult {
   double time_us = 0, algbw = 0, busbw = 0;
   std::int64_t wrong = -1;
   double accuracy = std::nan("");
-  std::vector<Metric> metrics;  // mean over iterations, slowest rank
+  std::vector<Metric> metrics;  // mean over iterations, slowest rank; + ceiling_fraction
+};
+
+// One printed row: a size, type and op, out-of-place (place[0]) and in-place (place[1]).
+struct SweepRow {
+  std::uint64_t bytes = 0;
+  std::uint64_t count = 0;
+  DataType type = DataType::f32;
+  ReduceOp op = ReduceOp::sum;
+  std::array<PlacementResult, 2> place;
+};
+
+struct SweepOutcome {
+  bool ok = true;
+  std::int64_t total_wrong = 0;
+  BusbwAverages averages;
 };
 
 class Runner {
@@ -101,15 +121,17 @@ class Runner {
          CollectiveBackend& backend)
       : comm_(comm), topo_(topo), opt_(opt), backend_(backend) {}
 
-  // Returns true when every validation passed.
-  bool run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record);
+  // Measures, prints and keeps every row (rank 0), adds the collective table to the record.
+  SweepOutcome run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record);
 
  private:
+  void prepare(std::uint64_t max_bytes);
+  void sweep_type_op(const std::vector<std::uint64_t>& sizes, DataType t, ReduceOp op,
+                     SweepOutcome& outcome);
   PlacementResult measure(std::size_t count, DataType t, ReduceOp op, bool in_place);
   std::int64_t validate(std::size_t count, DataType t, ReduceOp op, bool in_place);
   double accuracy(std::size_t count, DataType t, ReduceOp op, bool in_place);
   void timed_call(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op);
-  void print_header_row() const;
 
   MPI_Comm comm_;
   const Topology& topo_;
@@ -119,6 +141,7 @@ class Runner {
   std::optional<Watchdog> watchdog_;
   std::unique_ptr<DeviceBuffer> send_, recv_;
   std::vector<unsigned char> host_;  // staging for inputs and downloaded results
+  std::vector<SweepRow> rows_;       // rank 0: every printed row, in order
   bool stall_pending_ = true;
   TickClock clock_;
 };
@@ -265,16 +288,174 @@ double Runner::accuracy(std::size_t count, DataType t, ReduceOp op, bool in_plac
   return global;
 }
 
-std::string fmt_time(double us) {
-  return us < 1e4 ? fmt::format("{:7.2f}", us) : fmt::format("{:7.1f}", us);
+// ---- the printed table: nccl-tests' columns at nccl-tests' positions, extras after the last ----
+
+// A number in at most `width` characters as nccl-tests prints its cells: two decimals, else one,
+// else none, else an exponent.
+std::string cell_text(double v, int width) {
+  for (int precision = 2; precision >= 0; --precision) {
+    std::string s = fmt::format("{:{}.{}f}", v, width, precision);
+    if (static_cast<int>(s.size()) <= width) return s;
+  }
+  return fmt::format("{:{}.{}e}", v, width, width >= 7 ? 1 : 0);
 }
 
-bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record) {
-  const bool root = topo_.rank == 0;
-  std::uint64_t max_elem_bytes = 0;
-  for (auto t : opt_.types) max_elem_bytes = std::max<std::uint64_t>(max_elem_bytes, size_of(t));
-  const std::uint64_t max_bytes = sizes.empty() ? 0 : sizes.back();
+constexpr const char* kColumns =
+    "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  "
+    "{:>6}\n";
 
+void print_table_header(bool extras) {
+  fmt::print(
+      "#\n# {:50}           out-of-place                       in-place{}\n", "",
+      extras ? "          (extras after the last column: # out-of-place: ...; in-place: ...)" : "");
+  fmt::print(fmt::runtime(kColumns), "size", "count", "type", "redop", "root", "time", "algbw",
+             "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
+  fmt::print(fmt::runtime(kColumns), "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)",
+             "", "(us)", "(GB/s)", "(GB/s)", "");
+}
+
+// The 13 cells nccl-tests prints: size count type redop root, then time algbw busbw #wrong for
+// out-of-place and for in-place (#wrong "N/A" under -c 0).
+std::string row_text(const SweepRow& row, bool check) {
+  std::string line = fmt::format("{:>12}  {:>12}  {:>8}  {:>6}  {:>6}", row.bytes, row.count,
+                                 name_of(row.type), name_of(row.op), -1);
+  for (const auto& r : row.place)
+    line +=
+        fmt::format("  {:>7}  {:>6}  {:>6}  {:>6}", cell_text(r.time_us, 7), cell_text(r.algbw, 6),
+                    cell_text(r.busbw, 6), check ? std::to_string(r.wrong) : std::string("N/A"));
+  return line;
+}
+
+// One placement's extras: "(MPI fallback)", "26% of ceiling", "stage_copy_in=28.6", "acc=0.123".
+std::string placement_extras(const PlacementResult& r, bool show_metrics, bool accuracy) {
+  std::vector<std::string> items;
+  if (show_metrics) {
+    for (const auto& m : r.metrics) {
+      if (m.name == "fallback") {
+        if (m.value > 0) items.emplace_back("(MPI fallback)");
+      } else if (m.name == "ceiling_fraction") {
+        items.push_back(fmt::format("{:.0f}% of ceiling", 100.0 * m.value));
+      } else {
+        items.push_back(fmt::format("{}={:.1f}", m.name, m.value));
+      }
+    }
+  }
+  if (accuracy && !std::isnan(r.accuracy)) items.push_back(fmt::format("acc={:.3f}", r.accuracy));
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+// After the last column, so that every nccl-tests cell keeps its position on every row:
+// "  # out-of-place: ...; in-place: ..." (empty when neither placement has any).
+std::string row_extras(const SweepRow& row, bool show_metrics, bool accuracy) {
+  std::string out;
+  for (std::size_t p = 0; p < row.place.size(); ++p) {
+    const auto items = placement_extras(row.place[p], show_metrics, accuracy);
+    if (items.empty()) continue;
+    out += fmt::format("{}{}: {}", out.empty() ? "  # " : "; ",
+                       p == 0 ? "out-of-place" : "in-place", items);
+  }
+  return out;
+}
+
+BusbwAverages busbw_averages(const std::vector<SweepRow>& rows) {
+  BusbwAverages a;
+  double all = 0, large = 0;
+  for (const auto& row : rows)
+    for (const auto& r : row.place) {
+      all += r.busbw;
+      ++a.all_values;
+      if (row.bytes >= BusbwAverages::kLargeBytes) {
+        large += r.busbw;
+        ++a.large_values;
+      }
+    }
+  a.all = a.all_values > 0 ? all / static_cast<double>(a.all_values) : std::nan("");
+  a.large = a.large_values > 0 ? large / static_cast<double>(a.large_values) : std::nan("");
+  return a;
+}
+
+// nccl-tests' two footer lines in its meaning (the average over every printed row, both
+// placements), then ours over the sizes >= 1 MiB on a line of its own.
+void print_footer(const SweepOutcome& o, bool check) {
+  fmt::print("# {:<20} : {} {}\n", "Out of bounds values",
+             check ? std::to_string(o.total_wrong) : std::string("N/A"), o.ok ? "OK" : "FAILED");
+  fmt::print("# {:<20} : {:g}\n", "Avg bus bandwidth", o.averages.all);
+  if (o.averages.large_values > 0)
+    fmt::print(
+        "# {:<20} : {:g} GB/s (mean of {} results: rows of size >= 1 MiB, both placements)\n",
+        "Mean busbw >= 1 MiB", o.averages.large, o.averages.large_values);
+  else
+    fmt::print("# {:<20} : n/a (no size >= 1 MiB in this sweep)\n", "Mean busbw >= 1 MiB");
+  fmt::print("#\n");
+}
+
+// ---- the HDF5 table: two rows per printed row (out-of-place, in-place) ----
+
+Table collective_table(const std::vector<SweepRow>& rows, std::size_t iters) {
+  Table table{.name = "collective", .columns = {}};
+  auto& c_size = table.add_i64("size", "B");
+  auto& c_count = table.add_i64("count", "count");
+  auto& c_type = table.add_str("type");
+  auto& c_op = table.add_str("redop");
+  auto& c_place = table.add_str("placement");
+  auto& c_time = table.add_f64("time", "us");
+  auto& c_mean = table.add_f64("time_mean", "us");
+  auto& c_min = table.add_f64("time_min", "us");
+  auto& c_p50 = table.add_f64("time_p50", "us");
+  auto& c_p99 = table.add_f64("time_p99", "us");
+  auto& c_max = table.add_f64("time_max", "us");
+  auto& c_alg = table.add_f64("algbw", "GB/s");
+  auto& c_bus = table.add_f64("busbw", "GB/s");
+  auto& c_wrong = table.add_i64("wrong", "count");
+  auto& c_acc = table.add_f64("accuracy", "1");
+  auto& c_it_max = table.add_f64("iter_time_max", "us", iters);
+  auto& c_it_min = table.add_f64("iter_time_min", "us", iters);
+  auto& c_it_avg = table.add_f64("iter_time_avg", "us", iters);
+  auto& c_it_r0 = table.add_f64("iter_time_rank0", "us", iters);
+  std::map<std::string, std::pair<std::string, std::vector<double>>> metric_cols;
+  for (const auto& row : rows) {
+    for (std::size_t p = 0; p < row.place.size(); ++p) {
+      const auto& r = row.place[p];
+      c_size.push_back(static_cast<std::int64_t>(row.bytes));
+      c_count.push_back(static_cast<std::int64_t>(row.count));
+      c_type.emplace_back(name_of(row.type));
+      c_op.emplace_back(name_of(row.op));
+      c_place.emplace_back(p == 0 ? "out-of-place" : "in-place");
+      c_time.push_back(r.time_us);
+      c_mean.push_back(r.summary.mean);
+      c_min.push_back(r.summary.min);
+      c_p50.push_back(r.summary.p50);
+      c_p99.push_back(r.summary.p99);
+      c_max.push_back(r.summary.max);
+      c_alg.push_back(r.algbw);
+      c_bus.push_back(r.busbw);
+      c_wrong.push_back(r.wrong);
+      c_acc.push_back(r.accuracy);
+      c_it_max.insert(c_it_max.end(), r.t_max.begin(), r.t_max.end());
+      c_it_min.insert(c_it_min.end(), r.t_min.begin(), r.t_min.end());
+      c_it_avg.insert(c_it_avg.end(), r.t_avg.begin(), r.t_avg.end());
+      c_it_r0.insert(c_it_r0.end(), r.t_rank0.begin(), r.t_rank0.end());
+      const std::size_t index = c_size.size() - 1;
+      for (const auto& m : r.metrics) {
+        auto& col = metric_cols[m.name];
+        col.first = m.units;
+        col.second.resize(index, std::nan(""));
+        col.second.push_back(m.value);
+      }
+    }
+  }
+  for (auto& [name, col] : metric_cols) {
+    col.second.resize(c_size.size(), std::nan(""));
+    table.add_f64(name, col.first) = col.second;
+  }
+  return table;
+}
+
+// ---- the sweep ----
+
+void Runner::prepare(std::uint64_t max_bytes) {
   // Memory: send + recv + host staging per rank, for every rank of this node. Agreed by all ranks
   // so that nobody proceeds into a collective alone.
   const std::uint64_t per_rank = 3 * max_bytes + (opt_.accuracy ? 2 * max_bytes : 0);
@@ -295,30 +476,40 @@ bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& recor
   host_.assign(std::max<std::uint64_t>(max_bytes, 64), 0);
   watchdog_.emplace(comm_, opt_.timeout_s,
                     [this] { return progress_.describe(backend_.collective()); });
+}
 
+void Runner::sweep_type_op(const std::vector<std::uint64_t>& sizes, DataType t, ReduceOp op,
+                           SweepOutcome& outcome) {
+  const bool root = topo_.rank == 0;
+  progress_.type.store(static_cast<int>(t));
+  progress_.op.store(static_cast<int>(op));
+  std::optional<std::size_t> last_count;
+  for (auto s : sizes) {
+    const std::size_t count = s / size_of(t);
+    if (last_count && *last_count == count) continue;  // rounding made a duplicate
+    last_count = count;
+    SweepRow row{.bytes = count * size_of(t), .count = count, .type = t, .op = op, .place = {}};
+    progress_.bytes.store(row.bytes);
+    row.place[0] = measure(count, t, op, false);
+    row.place[1] = measure(count, t, op, true);
+    if (!root) continue;
+    const double ceiling = backend_.algbw_ceiling(row.bytes);
+    for (auto& r : row.place) {
+      if (ceiling > 0) r.metrics.push_back({"ceiling_fraction", "1", r.algbw / ceiling});
+      if (r.wrong > 0 || (!std::isnan(r.accuracy) && r.accuracy > 1.0)) outcome.ok = false;
+      outcome.total_wrong += std::max<std::int64_t>(r.wrong, 0);
+    }
+    fmt::print("{}{}\n", row_text(row, opt_.check),
+               row_extras(row, backend_.print_metrics(), opt_.accuracy));
+    std::fflush(stdout);
+    rows_.push_back(std::move(row));
+  }
+}
+
+SweepOutcome Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record) {
+  const bool root = topo_.rank == 0;
+  prepare(sizes.empty() ? 0 : sizes.back());
   record.attrs["timer"] = clock_.description();
-  Table table{.name = "collective", .columns = {}};
-  auto& c_size = table.add_i64("size", "B");
-  auto& c_count = table.add_i64("count", "count");
-  auto& c_type = table.add_str("type");
-  auto& c_op = table.add_str("redop");
-  auto& c_place = table.add_str("placement");
-  auto& c_time = table.add_f64("time", "us");
-  auto& c_mean = table.add_f64("time_mean", "us");
-  auto& c_min = table.add_f64("time_min", "us");
-  auto& c_p50 = table.add_f64("time_p50", "us");
-  auto& c_p99 = table.add_f64("time_p99", "us");
-  auto& c_max = table.add_f64("time_max", "us");
-  auto& c_alg = table.add_f64("algbw", "GB/s");
-  auto& c_bus = table.add_f64("busbw", "GB/s");
-  auto& c_wrong = table.add_i64("wrong", "count");
-  auto& c_acc = table.add_f64("accuracy", "1");
-  const auto iters = static_cast<std::size_t>(opt_.iters);
-  auto& c_it_max = table.add_f64("iter_time_max", "us", iters);
-  auto& c_it_min = table.add_f64("iter_time_min", "us", iters);
-  auto& c_it_avg = table.add_f64("iter_time_avg", "us", iters);
-  auto& c_it_r0 = table.add_f64("iter_time_rank0", "us", iters);
-  std::map<std::string, std::pair<std::string, std::vector<double>>> metric_cols;
 
   bool rounded = false;
   for (auto s : sizes)
@@ -327,29 +518,12 @@ bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& recor
     fmt::print(
         "# note: sizes that are not a multiple of the element size are rounded down to "
         "whole elements\n");
-
-  const bool show_metrics = backend_.print_metrics();
   if (root) {
-    std::string extra_head;
-    if (show_metrics) extra_head = "  (per-call extras follow each placement)";
-    fmt::print("#\n#{:>74}{:>32}{}\n", "out-of-place", "in-place", extra_head);
-    fmt::print(
-        "#{:>11}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  "
-        "{:>6}  {:>6}\n",
-        "size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time",
-        "algbw", "busbw", "#wrong");
-    fmt::print(
-        "#{:>11}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  "
-        "{:>6}  {:>6}\n",
-        "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)", "", "(us)", "(GB/s)", "(GB/s)",
-        "");
+    print_table_header(backend_.print_metrics() || opt_.accuracy);
     std::fflush(stdout);
   }
 
-  bool all_ok = true;
-  std::int64_t total_wrong = 0;
-  double busbw_sum = 0;
-  int busbw_points = 0;
+  SweepOutcome outcome;
   for (auto t : opt_.types) {
     for (auto op : opt_.ops) {
       if (!backend_.supports(t, op)) {
@@ -358,125 +532,225 @@ bool Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& recor
                      backend_.name());
         continue;
       }
-      progress_.type.store(static_cast<int>(t));
-      progress_.op.store(static_cast<int>(op));
-      std::optional<std::size_t> last_count;
-      for (auto s : sizes) {
-        const std::size_t count = s / size_of(t);
-        if (last_count && *last_count == count) continue;  // rounding made a duplicate
-        last_count = count;
-        const std::size_t bytes = count * size_of(t);
-        progress_.bytes.store(bytes);
-        std::array<PlacementResult, 2> res{measure(count, t, op, false),
-                                           measure(count, t, op, true)};
-        if (!root) continue;
-        std::string line = fmt::format("{:>12}  {:>12}  {:>8}  {:>6}  {:>6}", bytes, count,
-                                       name_of(t), name_of(op), -1);
-        const double ceiling = backend_.algbw_ceiling(bytes);
-        for (int p = 0; p < 2; ++p) {
-          auto& r = res[p];
-          if (ceiling > 0) r.metrics.push_back({"ceiling_fraction", "1", r.algbw / ceiling});
-          const std::string wrong = opt_.check ? std::to_string(r.wrong) : std::string("N/A");
-          line += fmt::format("  {}  {:6.2f}  {:6.2f}  {:>6}", fmt_time(r.time_us), r.algbw,
-                              r.busbw, wrong);
-          if (show_metrics) {
-            for (const auto& m : r.metrics) {
-              if (m.name == "fallback") {
-                if (m.value > 0) line += "  (MPI fallback)";
-              } else if (m.name == "ceiling_fraction") {
-                line += fmt::format("  {:3.0f}% of ceiling", 100.0 * m.value);
-              } else {
-                line += fmt::format("  {}={:.1f}", m.name, m.value);
-              }
-            }
-          }
-          if (opt_.accuracy && !std::isnan(r.accuracy))
-            line += fmt::format("  acc={:.3f}", r.accuracy);
-          if (r.wrong > 0 || (!std::isnan(r.accuracy) && r.accuracy > 1.0)) all_ok = false;
-          total_wrong += std::max<std::int64_t>(r.wrong, 0);
-          if (bytes >= (1u << 20)) {
-            busbw_sum += r.busbw;
-            ++busbw_points;
-          }
-          c_size.push_back(static_cast<std::int64_t>(bytes));
-          c_count.push_back(static_cast<std::int64_t>(count));
-          c_type.emplace_back(name_of(t));
-          c_op.emplace_back(name_of(op));
-          c_place.emplace_back(p == 0 ? "out-of-place" : "in-place");
-          c_time.push_back(r.time_us);
-          c_mean.push_back(r.summary.mean);
-          c_min.push_back(r.summary.min);
-          c_p50.push_back(r.summary.p50);
-          c_p99.push_back(r.summary.p99);
-          c_max.push_back(r.summary.max);
-          c_alg.push_back(r.algbw);
-          c_bus.push_back(r.busbw);
-          c_wrong.push_back(r.wrong);
-          c_acc.push_back(r.accuracy);
-          c_it_max.insert(c_it_max.end(), r.t_max.begin(), r.t_max.end());
-          c_it_min.insert(c_it_min.end(), r.t_min.begin(), r.t_min.end());
-          c_it_avg.insert(c_it_avg.end(), r.t_avg.begin(), r.t_avg.end());
-          c_it_r0.insert(c_it_r0.end(), r.t_rank0.begin(), r.t_rank0.end());
-          const std::size_t row = c_size.size() - 1;
-          for (const auto& m : r.metrics) {
-            auto& col = metric_cols[m.name];
-            col.first = m.units;
-            col.second.resize(row, std::nan(""));
-            col.second.push_back(m.value);
-          }
-        }
-        fmt::print("{}\n", line);
-        std::fflush(stdout);
-      }
+      sweep_type_op(sizes, t, op, outcome);
     }
   }
   // Every rank learns the verdict (validation counts are already global; accuracy too).
-  int ok_local = all_ok ? 1 : 0;
+  int ok_local = outcome.ok ? 1 : 0;
   MPI_Bcast(&ok_local, 1, MPI_INT, 0, comm_);
-  all_ok = ok_local == 1;
+  outcome.ok = ok_local == 1;
   watchdog_.reset();
 
   if (root) {
-    for (auto& [name, col] : metric_cols) {
-      col.second.resize(c_size.size(), std::nan(""));
-      table.add_f64(name, col.first) = col.second;
-    }
-    fmt::print("# Out of bounds values : {} {}\n", opt_.check ? std::to_string(total_wrong) : "N/A",
-               all_ok ? "OK" : "FAILED");
-    if (busbw_points > 0)
-      fmt::print(
-          "# Avg bus bandwidth    : {:.4g} GB/s (mean over {} rows of size >= 1 MiB, both "
-          "placements)\n",
-          busbw_sum / busbw_points, busbw_points);
-    else
-      fmt::print("# Avg bus bandwidth    : n/a (no size >= 1 MiB in this sweep)\n");
-    fmt::print("#\n");
+    outcome.averages = busbw_averages(rows_);
+    print_footer(outcome, opt_.check);
     std::fflush(stdout);
   }
-  record.tables.push_back(std::move(table));
-  return all_ok;
+  record.tables.push_back(collective_table(rows_, static_cast<std::size_t>(opt_.iters)));
+  return outcome;
+}
+
+// ---- the header: nccl-tests' lines, then ours ----
+
+template <typename T>
+const std::vector<T>& column_data(const Table& t, const std::string& name) {
+  for (const auto& c : t.columns)
+    if (c.name == name) return std::get<std::vector<T>>(c.data);
+  throw std::logic_error(fmt::format("table '{}' has no column '{}'", t.name, name));
+}
+
+const Table* find_table(const RunRecord& record, const std::string& name) {
+  for (const auto& t : record.tables)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+// nccl-tests' "#  Rank  0 Group  0 Pid  41021 on      gpu01 device  0 [0000:18:00] NAME"; a rank
+// without a device prints "device -".
+void print_rank_lines(const Table& ranks) {
+  const auto& rank = column_data<std::int64_t>(ranks, "rank");
+  const auto& pid = column_data<std::int64_t>(ranks, "pid");
+  const auto& host = column_data<std::string>(ranks, "host");
+  const auto& device = column_data<std::string>(ranks, "device");
+  for (std::size_t r = 0; r < ranks.rows(); ++r) {
+    const DeviceText d = split_device_text(device[r]);
+    if (d.index >= 0)
+      fmt::print("#  Rank {:2} Group  0 Pid {:6} on {:>10} device {:2} [{}] {}\n", rank[r], pid[r],
+                 host[r], d.index, d.bus, d.name);
+    else
+      fmt::print("#  Rank {:2} Group  0 Pid {:6} on {:>10} device {}\n", rank[r], pid[r], host[r],
+                 d.name);
+  }
 }
 
 void print_header(const std::string& program, const CollectiveBackend& backend,
-                  const CollectiveOptions& opt, const Topology& topo,
-                  const std::vector<std::string>& devices) {
+                  const CollectiveOptions& opt, const Topology& topo, const RunRecord& record) {
   fmt::print("# ffbench {} {} (git {}): {} {}, busbw factor {:.4g}\n", program, FFB_VERSION,
              FFB_GIT_COMMIT, backend.name(), backend.collective(), backend.busbw_factor(topo.size));
+  // The line nccl-tests parsers read: one rank per process (nThread 1 nGpus 1), no aggregation,
+  // CUDA graphs or misalignment.
   fmt::print(
-      "# minBytes {} maxBytes {} step: {} warmup iters: {} iters: {} validation: {} "
-      "time: {} over ranks{} timeout: {} s\n",
+      "# nThread 1 nGpus 1 minBytes {} maxBytes {} step: {} warmup iters: {} iters: {} agg "
+      "iters: 1 validation: {} graph: 0 unalign: 0\n",
       opt.min_bytes, opt.max_bytes,
       opt.step_factor > 1 ? fmt::format("{}(factor)", opt.step_factor)
                           : fmt::format("{}(bytes)", opt.step_bytes),
-      opt.warmup_iters, opt.iters, opt.check ? 1 : 0, average_name(opt.average),
-      opt.blocking ? ", barrier before each iteration" : "", opt.timeout_s);
+      opt.warmup_iters, opt.iters, opt.check ? 1 : 0);
+  fmt::print("# time: {} over ranks (-a {}){}; timeout: {} s\n", average_name(opt.average),
+             static_cast<int>(opt.average),
+             opt.blocking ? "; barrier before each iteration (-z 1)" : "", opt.timeout_s);
   fmt::print("#\n# Using devices\n");
-  for (int r = 0; r < topo.size; ++r)
-    fmt::print("#  Rank {:2} Group  0 Pid {:6} on {:>10} node {:2} device {}\n", r,
-               devices[2 * r + 1], topo.hosts[r], topo.node_of_rank[r], devices[2 * r]);
+  if (const Table* ranks = find_table(record, "ranks")) print_rank_lines(*ranks);
   fmt::print("# {} ranks on {} node{} ({} ranks per node); {}\n", topo.size, topo.nnodes(),
              topo.nnodes() == 1 ? "" : "s", topo.ranks_per_node_text(), mpi_library_version());
   std::fflush(stdout);
+}
+
+// ---- the program ----
+
+// Adds -J/--output_file to the harness's command line: parse_command_line calls add_options
+// right after the harness options (so -J follows them in --help, before the program's own) and
+// check_options after checking them. Every other call goes to the program's backend. Used only
+// while parsing.
+class OutputFileOption final : public CollectiveBackend {
+ public:
+  explicit OutputFileOption(CollectiveBackend& backend) : b_(backend) {}
+  const std::string& path() const { return path_; }
+
+  std::string name() const override { return b_.name(); }
+  std::string collective() const override { return b_.collective(); }
+  double busbw_factor(int nranks) const override { return b_.busbw_factor(nranks); }
+  void add_options(CLI::App& app) override {
+    option_ = app.add_option("-J,--output_file", path_,
+                             "also write the run as FILE.json in nccl-tests' -J layout (replaced "
+                             "atomically)")
+                  ->type_name("FILE.json");
+    b_.add_options(app);
+  }
+  void setup(const BackendContext& ctx) override { b_.setup(ctx); }
+  void teardown() override { b_.teardown(); }
+  bool supports(DataType t, ReduceOp op) const override { return b_.supports(t, op); }
+  bool may_support(DataType t, ReduceOp op) const override { return b_.may_support(t, op); }
+  void check_options(const CollectiveOptions& options) override {
+    b_.check_options(options);
+    if (option_ == nullptr || option_->count() == 0) return;
+    // The file system is checked at start-up by rank 0 (all ranks then stop together); a
+    // --check-args process has no peers and checks it here.
+    if (options.check_args)
+      check_json_output(path_, options.output);
+    else
+      check_json_name(path_, options.output);
+  }
+  MemorySpace memory_space() const override { return b_.memory_space(); }
+  void* allocate(std::size_t bytes) override { return b_.allocate(bytes); }
+  void deallocate(void* p, std::size_t bytes) override { b_.deallocate(p, bytes); }
+  void upload(void* dst, const void* src, std::size_t bytes) override {
+    b_.upload(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, std::size_t bytes) override {
+    b_.download(dst, src, bytes);
+  }
+  void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override {
+    b_.run(send, recv, count, t, op);
+  }
+  std::vector<Metric> last_metrics() const override { return b_.last_metrics(); }
+  bool print_metrics() const override { return b_.print_metrics(); }
+  double algbw_ceiling(std::size_t bytes) const override { return b_.algbw_ceiling(bytes); }
+  void describe(RunRecord& run) const override { b_.describe(run); }
+  std::string device_description() const override { return b_.device_description(); }
+
+ private:
+  CollectiveBackend& b_;
+  std::string path_;
+  CLI::Option* option_ = nullptr;
+};
+
+// Rank 0 checks the -J path; every rank stops with its verdict, so none waits for the others.
+void check_json_collectively(const std::string& path, const std::string& hdf5_output,
+                             MPI_Comm world) {
+  if (path.empty()) return;
+  int rank = 0;
+  MPI_Comm_rank(world, &rank);
+  std::string problem;
+  if (rank == 0) {
+    try {
+      check_json_output(path, hdf5_output);
+    } catch (const UsageError& e) {
+      problem = e.what();
+    }
+  }
+  problem = allgather_strings(world, problem).front();
+  if (!problem.empty()) throw UsageError(problem);
+}
+
+RunRecord make_record(const std::string& program, const std::vector<std::string>& argv,
+                      const CollectiveOptions& opt, const CollectiveBackend& backend, MPI_Comm comm,
+                      const Topology& topo) {
+  RunRecord record;
+  record.attrs["label"] = opt.label;
+  record.attrs["collective"] = backend.collective();
+  record.attrs["backend"] = backend.name();
+  record.attrs["busbw_factor"] = backend.busbw_factor(topo.size);
+  record.attrs["average_mode"] = std::string(average_name(opt.average));
+  record.attrs["blocking"] = static_cast<std::int64_t>(opt.blocking);
+  record.attrs["options"] = opt.to_json().dump();
+  add_provenance(record, comm, topo, program, "collective", argv, backend.device_description());
+  backend.describe(record);
+  return record;
+}
+
+// Rank 0: the HDF5 run, then the JSON document of the same record.
+void write_outputs(const RunRecord& record, const CollectiveOptions& opt,
+                   const std::string& json_path, JsonRunInfo info) {
+  if (!opt.output.empty()) {
+    const auto id = append_run(opt.output, record);
+    fmt::print("# results appended to {} as /runs/{}\n", opt.output, id);
+    info.results_file = opt.output;
+    info.results_run = "/runs/" + id;
+  }
+  if (!json_path.empty()) {
+    info.end_time = nccl_tests_time_now();
+    write_json_atomically(json_path, collective_json(record, opt, info));
+    fmt::print("# JSON written to {}\n", json_path);
+  }
+  std::fflush(stdout);
+}
+
+int run_collective(const std::string& program, const std::vector<std::string>& argv,
+                   const ParsedCommandLine& parsed, const std::string& json_path,
+                   CollectiveBackend& backend, MPI_Comm& comm) {
+  const auto& opt = parsed.options;
+  check_launcher(MPI_COMM_WORLD);
+  check_json_collectively(json_path, opt.output, MPI_COMM_WORLD);
+  check_output(opt.output, MPI_COMM_WORLD);
+  const std::string start_time = nccl_tests_time_now();
+  MPI_Comm_dup(MPI_COMM_WORLD, &comm);
+  const Topology topo = discover_topology(comm);
+  if (opt.inject_corrupt_rank >= topo.size || opt.inject_stall_rank >= topo.size)
+    throw UsageError("--inject-*-rank: rank out of range");
+  backend.setup(BackendContext{comm, &topo, &opt});
+
+  RunRecord record = make_record(program, argv, opt, backend, comm, topo);
+  if (topo.rank == 0) print_header(program, backend, opt, topo, record);
+
+  Runner runner(comm, topo, opt, backend);
+  const SweepOutcome outcome = runner.run_sweep(parsed.sizes, record);
+  int rc = kExitOk;
+  if (!outcome.ok) {
+    record.attrs["status"] = std::string("failed");
+    rc = kExitFailure;
+  }
+  if (topo.rank == 0)
+    write_outputs(record, opt, json_path,
+                  JsonRunInfo{.argv = argv,
+                              .start_time = start_time,
+                              .end_time = {},
+                              .averages = outcome.averages,
+                              .total_wrong = outcome.total_wrong,
+                              .ok = outcome.ok,
+                              .results_file = {},
+                              .results_run = {}});
+  return rc;
 }
 
 }  // namespace
@@ -496,57 +770,14 @@ int collective_main(int argc, char** argv, const std::string& program,
   MPI_Comm comm = MPI_COMM_NULL;
   int rc = kExitOk;
   try {
-    auto parsed = parse_command_line(argc, argv, program, *backend);
+    OutputFileOption with_json(*backend);
+    const auto parsed = parse_command_line(argc, argv, program, with_json);
     if (!parsed.help_text.empty()) {
       if (root) std::fputs(parsed.help_text.c_str(), stdout);
       return kExitOk;
     }
-    check_launcher(MPI_COMM_WORLD);
-    MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-    const Topology topo = discover_topology(comm);
-    const auto& opt = parsed.options;
-    if (opt.inject_corrupt_rank >= topo.size || opt.inject_stall_rank >= topo.size)
-      throw UsageError("--inject-*-rank: rank out of range");
-    check_output(opt.output, comm);
-    backend->setup(BackendContext{comm, &topo, &opt});
-
-    std::vector<std::string> argv_vec(argv, argv + argc);
-    RunRecord record;
-    record.attrs["label"] = opt.label;
-    record.attrs["collective"] = backend->collective();
-    record.attrs["backend"] = backend->name();
-    record.attrs["busbw_factor"] = backend->busbw_factor(topo.size);
-    record.attrs["average_mode"] = std::string(average_name(opt.average));
-    record.attrs["blocking"] = static_cast<std::int64_t>(opt.blocking);
-    nlohmann::json options = opt.to_json();
-    record.attrs["options"] = options.dump();
-    add_provenance(record, comm, topo, program, "collective", argv_vec,
-                   backend->device_description());
-    backend->describe(record);
-
-    // Header lines need device and pid per rank: gathered with the provenance.
-    std::vector<std::string> dev_pid;
-    for (const auto& t : record.tables)
-      if (t.name == "ranks") {
-        const auto& dev = std::get<std::vector<std::string>>(t.columns[4].data);
-        const auto& pid = std::get<std::vector<std::int64_t>>(t.columns[2].data);
-        for (int r = 0; r < topo.size; ++r) {
-          dev_pid.push_back(dev[r]);
-          dev_pid.push_back(std::to_string(pid[r]));
-        }
-      }
-    if (root) print_header(program, *backend, opt, topo, dev_pid);
-
-    Runner runner(comm, topo, opt, *backend);
-    const bool ok = runner.run_sweep(parsed.sizes, record);
-    if (!ok) {
-      record.attrs["status"] = std::string("failed");
-      rc = kExitFailure;
-    }
-    if (root && !opt.output.empty()) {
-      const auto id = append_run(opt.output, record);
-      fmt::print("# results appended to {} as /runs/{}\n", opt.output, id);
-    }
+    rc = run_collective(program, std::vector<std::string>(argv, argv + argc), parsed,
+                        with_json.path(), *backend, comm);
   } catch (const UsageError& e) {
     if (root) std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
     rc = kExitUsage;

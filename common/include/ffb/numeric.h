@@ -14,12 +14,15 @@
 
 namespace ffb {
 
-enum class DataType : std::uint8_t { f32, f64, f16, bf16, i32, i64, u8, f8e4m3, f8e5m2 };
+// New types go last: the enumerator values are stable (progress records and tests store them).
+enum class DataType : std::uint8_t { f32, f64, f16, bf16, i32, i64, u8, f8e4m3, f8e5m2, i8, u32, u64 };
 enum class ReduceOp : std::uint8_t { sum, prod, max, min, avg };
 
-inline constexpr std::array kAllDataTypes = {DataType::f32,  DataType::f64,    DataType::f16,
-                                             DataType::bf16, DataType::i32,    DataType::i64,
-                                             DataType::u8,   DataType::f8e4m3, DataType::f8e5m2};
+// The order of `-d all` and of --help: the integers added for nccl-tests' type list (int8, uint32,
+// uint64) follow the older ones so that the rows of existing sweeps keep their order.
+inline constexpr std::array kAllDataTypes = {
+    DataType::f32, DataType::f64, DataType::f16, DataType::bf16,   DataType::i32,   DataType::i64,
+    DataType::u8,  DataType::i8,  DataType::u32, DataType::u64, DataType::f8e4m3, DataType::f8e5m2};
 inline constexpr std::array kAllReduceOps = {ReduceOp::sum, ReduceOp::prod, ReduceOp::max,
                                              ReduceOp::min, ReduceOp::avg};
 
@@ -27,14 +30,17 @@ constexpr std::size_t size_of(DataType t) {
   switch (t) {
     case DataType::f64:
     case DataType::i64:
+    case DataType::u64:
       return 8;
     case DataType::f32:
     case DataType::i32:
+    case DataType::u32:
       return 4;
     case DataType::f16:
     case DataType::bf16:
       return 2;
     case DataType::u8:
+    case DataType::i8:
     case DataType::f8e4m3:
     case DataType::f8e5m2:
       return 1;
@@ -59,6 +65,12 @@ constexpr std::string_view name_of(DataType t) {
       return "int64";
     case DataType::u8:
       return "uint8";
+    case DataType::i8:
+      return "int8";
+    case DataType::u32:
+      return "uint32";
+    case DataType::u64:
+      return "uint64";
     case DataType::f8e4m3:
       return "fp8_e4m3";
     case DataType::f8e5m2:
@@ -83,21 +95,25 @@ constexpr std::string_view name_of(ReduceOp op) {
   return "?";
 }
 
-// Accepts nccl-tests spellings and the short ones (fp32, f16, bf16, ...).
+// Accepts the names we print, nccl-tests' spellings (its type name list: int8, uint8, int32,
+// uint32, int64, uint64, half, float, double, bfloat16, f8e4m3, f8e5m2; "char" and "int" of its
+// pre-2.x list) and the short ones (fp32, f16, bf16, ...).
 constexpr std::optional<DataType> parse_data_type(std::string_view s) {
   struct Alias {
     std::string_view name;
     DataType type;
   };
-  constexpr std::array<Alias, 22> aliases{{
-      {"float", DataType::f32},       {"fp32", DataType::f32},    {"float32", DataType::f32},
-      {"double", DataType::f64},      {"fp64", DataType::f64},    {"float64", DataType::f64},
-      {"half", DataType::f16},        {"fp16", DataType::f16},    {"float16", DataType::f16},
-      {"bfloat16", DataType::bf16},   {"bf16", DataType::bf16},   {"int32", DataType::i32},
-      {"int", DataType::i32},         {"int64", DataType::i64},   {"uint8", DataType::u8},
-      {"fp8_e4m3", DataType::f8e4m3}, {"e4m3", DataType::f8e4m3}, {"fp8", DataType::f8e4m3},
-      {"fp8_e5m2", DataType::f8e5m2}, {"e5m2", DataType::f8e5m2}, {"int8u", DataType::u8},
-      {"char", DataType::u8},
+  constexpr std::array<Alias, 30> aliases{{
+      {"float", DataType::f32},       {"fp32", DataType::f32},      {"float32", DataType::f32},
+      {"f32", DataType::f32},         {"double", DataType::f64},    {"fp64", DataType::f64},
+      {"float64", DataType::f64},     {"f64", DataType::f64},       {"half", DataType::f16},
+      {"fp16", DataType::f16},        {"float16", DataType::f16},   {"f16", DataType::f16},
+      {"bfloat16", DataType::bf16},   {"bf16", DataType::bf16},     {"int32", DataType::i32},
+      {"int", DataType::i32},         {"int64", DataType::i64},     {"uint8", DataType::u8},
+      {"fp8_e4m3", DataType::f8e4m3}, {"f8e4m3", DataType::f8e4m3}, {"e4m3", DataType::f8e4m3},
+      {"fp8_e5m2", DataType::f8e5m2}, {"f8e5m2", DataType::f8e5m2}, {"e5m2", DataType::f8e5m2},
+      {"fp8", DataType::f8e4m3},      {"int8u", DataType::u8},      {"int8", DataType::i8},
+      {"char", DataType::i8},         {"uint32", DataType::u32},    {"uint64", DataType::u64},
   }};
   for (const auto& a : aliases)
     if (a.name == s) return a.type;
@@ -111,9 +127,21 @@ constexpr std::optional<ReduceOp> parse_reduce_op(std::string_view s) {
 }
 
 constexpr bool is_floating(DataType t) {
-  return t != DataType::i32 && t != DataType::i64 && t != DataType::u8;
+  switch (t) {
+    case DataType::i8:
+    case DataType::u8:
+    case DataType::i32:
+    case DataType::u32:
+    case DataType::i64:
+    case DataType::u64:
+      return false;
+    default:
+      return true;
+  }
 }
-constexpr bool is_signed(DataType t) { return t != DataType::u8; }
+constexpr bool is_signed(DataType t) {
+  return t != DataType::u8 && t != DataType::u32 && t != DataType::u64;
+}
 
 // Largest N such that every integer in [-N, N] (or [0, N] for unsigned) is exactly representable.
 constexpr double exact_integer_limit(DataType t) {
@@ -132,6 +160,12 @@ constexpr double exact_integer_limit(DataType t) {
       return 9007199254740992.0;  // limited by the double reference arithmetic
     case DataType::u8:
       return 255.0;
+    case DataType::i8:
+      return 127.0;
+    case DataType::u32:
+      return 4294967295.0;
+    case DataType::u64:
+      return 9007199254740992.0;  // limited by the double reference arithmetic
     case DataType::f8e4m3:
       return 16.0;  // 2^4 (3 mantissa bits)
     case DataType::f8e5m2:
@@ -271,7 +305,8 @@ inline float e5m2_to_f32(std::uint8_t v) { return f8_to_f32(v, 5, 15); }
 inline std::uint8_t f32_to_e4m3(float f) { return f32_to_f8(f, 4, 7); }
 inline std::uint8_t f32_to_e5m2(float f) { return f32_to_f8(f, 5, 15); }
 
-// Read element i of a buffer of type t as double (exact for every type here but int64 > 2^53).
+// Read element i of a buffer of type t as double (exact for every type here but 64-bit integers
+// beyond 2^53).
 inline double load_as_double(const void* p, DataType t, std::size_t i) {
   const auto* b = static_cast<const unsigned char*>(p);
   switch (t) {
@@ -307,6 +342,18 @@ inline double load_as_double(const void* p, DataType t, std::size_t i) {
     }
     case DataType::u8:
       return b[i];
+    case DataType::i8:
+      return static_cast<std::int8_t>(b[i]);
+    case DataType::u32: {
+      std::uint32_t v;
+      std::memcpy(&v, b + i * 4, 4);
+      return v;
+    }
+    case DataType::u64: {
+      std::uint64_t v;
+      std::memcpy(&v, b + i * 8, 8);
+      return static_cast<double>(v);
+    }
     case DataType::f8e4m3:
       return e4m3_to_f32(b[i]);
     case DataType::f8e5m2:
@@ -373,6 +420,19 @@ inline void store_from_double(void* p, DataType t, std::size_t i, double v) {
     case DataType::u8:
       b[i] = saturate_to<std::uint8_t>(v);
       break;
+    case DataType::i8:
+      b[i] = static_cast<unsigned char>(saturate_to<std::int8_t>(v));
+      break;
+    case DataType::u32: {
+      const auto x = saturate_to<std::uint32_t>(v);
+      std::memcpy(b + i * 4, &x, 4);
+      break;
+    }
+    case DataType::u64: {
+      const auto x = saturate_to<std::uint64_t>(v);
+      std::memcpy(b + i * 8, &x, 8);
+      break;
+    }
     case DataType::f8e4m3:
       b[i] = f32_to_e4m3(f64_to_f32_round_to_odd(v));
       break;
