@@ -10,6 +10,7 @@
 #include "ffb/error.h"
 #include "ffb/membw.h"
 #include "ffb/mpi_env.h"
+#include "ffb/program.h"
 #include "ffb/provenance.h"
 #include "ffb/results.h"
 #include "ffb/sizes.h"
@@ -21,7 +22,6 @@ struct Args {
   int max_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int repetitions = 5;
   std::uint64_t bytes = 0;  // 0: the size rule
-  bool check_args = false;
 };
 
 void add_options(CLI::App& app, Args& a) {
@@ -34,8 +34,6 @@ void add_options(CLI::App& app, Args& a) {
       ->capture_default_str();
   app.add_option("--output", a.output, "append this run to an HDF5 results file");
   app.add_option("--label", a.label, "free text stored with the run");
-  app.add_flag("--check-args", a.check_args,
-               "only check the options: exit 0 if valid, else 2 with the error");
 }
 
 void check(Args& a) {
@@ -113,50 +111,37 @@ ffb::Table measure(const Args& a, const std::vector<Row>& rows) {
   return table;
 }
 
-int run(int argc, char** argv, int rank) {
-  CLI::App app{"membw_bench: STREAM-like host memory bandwidth (GB = 1e9 B)", "membw_bench"};
-  Args a;
-  add_options(app, a);
-  try {
-    app.parse(argc, argv);
-    check(a);
-    if (a.check_args) return ffb::kExitOk;
-    ffb::check_output(a.output, MPI_COMM_WORLD);
-    const auto rows = plan_rows(a, rank);
-    const auto topo = ffb::discover_topology(MPI_COMM_WORLD);
+class MembwBench final : public ffb::Program {
+ public:
+  void add_options(CLI::App& app) override { ::add_options(app, a_); }
+  void validate() override { check(a_); }
+  int run(ffb::ProgramContext& ctx) override {
+    ffb::check_output(a_.output, ctx.comm);
+    const auto rows = plan_rows(a_, ctx.rank);
     ffb::RunRecord run;
-    describe(run, a, rows);
-    ffb::add_provenance(run, MPI_COMM_WORLD, topo, "membw_bench", "probe",
-                        std::vector<std::string>(argv, argv + argc));
-    if (rank != 0) return ffb::kExitOk;
-    run.tables.push_back(measure(a, rows));
-    if (!a.output.empty())
-      fmt::print("# results appended to {} as /runs/{}\n", a.output,
-                 ffb::append_run(a.output, run));
-  } catch (const CLI::CallForHelp&) {
-    if (rank == 0) fmt::print("{}", app.help());
-  } catch (const CLI::ParseError& e) {
-    if (rank == 0) fmt::print(stderr, "membw_bench: error: {} (see --help)\n", e.what());
-    return ffb::kExitUsage;
-  } catch (const ffb::UsageError& e) {
-    if (rank == 0) fmt::print(stderr, "membw_bench: error: {}\n", e.what());
-    return ffb::kExitUsage;
+    describe(run, a_, rows);
+    ffb::add_provenance(run, ctx.comm, ctx.topology, "membw_bench", "probe", ctx.argv);
+    if (!ctx.root()) return ffb::kExitOk;
+    run.tables.push_back(measure(a_, rows));
+    if (!a_.output.empty())
+      fmt::print("# results appended to {} as /runs/{}\n", a_.output,
+                 ffb::append_run(a_.output, run));
+    return ffb::kExitOk;
   }
-  return ffb::kExitOk;
-}
+
+ private:
+  Args a_;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  try {
-    ffb::MpiSession mpi(argc, argv);
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    return run(argc, argv, rank);
-  } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "membw_bench: error: out of memory; give a smaller --bytes\n");
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "membw_bench: error: {}\n", e.what());
-  }
-  return ffb::kExitFailure;
+  MembwBench program;
+  return ffb::run_program(
+      argc, argv,
+      {.name = "membw_bench",
+       .description = "STREAM-like host memory bandwidth (GB = 1e9 B)",
+       .thread_level = MPI_THREAD_MULTIPLE,
+       .parse = {}},
+      program);
 }

@@ -25,4 +25,10 @@ class SkipError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A deadline passed (the watchdog names what was running): exit 3.
+class TimeoutError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace ffb
