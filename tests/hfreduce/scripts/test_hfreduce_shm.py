@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-BIN = os.environ.get("FFB_BIN", os.path.join(os.path.dirname(__file__), "../../build/bin"))
+BIN = os.environ.get("FFB_BIN", os.path.join(os.path.dirname(__file__), "../../../build/bin"))
 BENCH = os.path.join(BIN, "hfreduce_bench")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")

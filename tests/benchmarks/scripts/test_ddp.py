@@ -8,7 +8,7 @@ import sys
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+    os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
 from ffbenchlib import compare, config, ddp, h5io  # noqa: E402
