@@ -10,7 +10,6 @@ The programs run as single processes (MPI singletons, no mpirun), as `ffbench ru
 """
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -110,15 +109,16 @@ def test_mpi_allreduce_offers_only_what_it_reduces():
     bench = program("mpi_allreduce_bench")
     res = run([bench, "--help"])
     assert res.returncode == 0 and "fp8" not in res.stdout, res.stdout
-    assert "float|double|half|bfloat16|int32|int64|uint8|all" in res.stdout, res.stdout
+    assert "float|double|half|bfloat16|int32|int64|uint8|int8|uint32|uint64|all" in res.stdout, res.stdout
     res = run([bench, "-d", "fp8_e5m2"])
-    assert_one_line_usage(res, "use float, double, half, bfloat16, int32, int64, uint8 or all")
-    # -d all: the seven types MPI reduces, none refused or skipped at run time.
+    assert_one_line_usage(res, "use float, double, half, bfloat16, int32, int64, uint8, int8, uint32, uint64 or all")
+    # -d all: the ten types MPI reduces, none refused or skipped at run time.
     res = run([bench, "-d", "all", "-o", "sum", "-b", "8", "-e", "8", "-n", "1", "-w", "0"])
     assert res.returncode == 0, res.stdout + res.stderr
     rows = [ln.split() for ln in res.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
     assert sorted(r[2] for r in rows) == sorted(
-        ["float", "double", "half", "bfloat16", "int32", "int64", "uint8"]), res.stdout
+        ["float", "double", "half", "bfloat16", "int32", "int64", "uint8", "int8", "uint32",
+         "uint64"]), res.stdout
     assert "fp8" not in res.stdout and "skipped" not in res.stdout, res.stdout
 
 
@@ -228,7 +228,7 @@ def test_check_args_good_is_silent(name, args):
 # ---- #6 and #7: ffbench run ----
 
 def ffbench(*args, cwd=None):
-    return run([sys.executable, FFBENCH, *args], cwd=cwd)
+    return run([FFBENCH, *args], cwd=cwd)
 
 
 def test_non_utf8_config_is_one_line(tmp_path):

@@ -28,16 +28,14 @@ ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dir
 BIN = os.environ.get("FFB_BIN", os.path.join(ROOT, "build", "bin"))
 MEMBW = os.path.join(BIN, "membw_bench")
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
 
 TIMEOUT_S = 120
 MEMBW_ARGS = ["--threads", "1", "--bytes", "64K", "--repetitions", "1"]
 PY_APPEND = """
 import sys
-sys.path.insert(0, {scripts!r})
-from ffbenchlib import h5io
+from ffbench.data import h5io
 attrs = h5io.provenance("py_writer", "probe", ["py_writer", sys.argv[2]], label=sys.argv[2])
 try:
     h5io.append_run(sys.argv[1], attrs, {{"membw": {{"kernel": (["copy", "add"], "1"),
@@ -78,7 +76,7 @@ def append(writer, path, label, cwd, fault=None):
 
 
 def ffbench(*args, cwd=None):
-    return subprocess.run([sys.executable, FFBENCH, *map(str, args)], env=env_with(), cwd=cwd,
+    return subprocess.run([FFBENCH, *map(str, args)], env=env_with(), cwd=cwd,
                           capture_output=True, text=True, timeout=TIMEOUT_S)
 
 
@@ -150,7 +148,7 @@ def test_sigkill_during_compaction_loses_nothing(job, moment):
     for i in range(3):
         assert append("py", out, f"run{i}", cwd).returncode == 0
     before = labels(out)
-    res = subprocess.run([sys.executable, FFBENCH, "merge", "--compact", str(out)], cwd=cwd,
+    res = subprocess.run([FFBENCH, "merge", "--compact", str(out)], cwd=cwd,
                          env=env_with(f"results.compact.{moment}"), capture_output=True, text=True,
                          timeout=TIMEOUT_S)
     assert res.returncode == -signal.SIGKILL, res.stderr

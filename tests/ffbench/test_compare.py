@@ -3,17 +3,17 @@ the shipped reference file, and one results file against another."""
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import compare, h5io  # noqa: E402
-from ffbenchlib.cli import UsageError  # noqa: E402
+from ffbench.analysis import compare  # noqa: E402
+from ffbench.commands import compare as compare_cmd
+from ffbench.data import h5io
+from ffbench.errors import UsageError  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 PAPER = 192937984
@@ -87,7 +87,7 @@ def crafted(tmp_path):
 
 def test_rows_pass_fail_not_comparable(crafted):
     res, ref = crafted
-    from ffbenchlib.results import load_runs
+    from ffbench.data.results import load_runs
     _, refs = compare.load_reference(ref)
     rows, uncovered = compare.compare_reference(load_runs([res]), refs)
     by = {r.ref.id: r for r in rows}
@@ -108,7 +108,7 @@ def test_host_run_not_comparable_reason(tmp_path):
     coll_run(res, "hfreduce", 2, 1, False, [(256 << 20, "out-of-place", 3.0)])
     ref = tmp_path / "ref.yaml"
     ref.write_text(REF)
-    out = subprocess.run([sys.executable, FFBENCH, "compare", str(res), "--reference", str(ref)],
+    out = subprocess.run([FFBENCH, "compare", str(res), "--reference", str(ref)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr  # not comparable is not a failure
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("P1")][0]
@@ -120,7 +120,7 @@ def test_host_run_not_comparable_reason(tmp_path):
 
 def test_cli_exit_status_and_table(crafted, tmp_path):
     res, ref = crafted
-    out = subprocess.run([sys.executable, FFBENCH, "compare", res, "--reference", ref],
+    out = subprocess.run([FFBENCH, "compare", res, "--reference", ref],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1  # F1 and Q1 fail
     head = [ln for ln in out.stdout.splitlines() if ln.startswith("ref ")][0]
@@ -133,13 +133,13 @@ def test_cli_exit_status_and_table(crafted, tmp_path):
     # membw host
     assert "raw references: 1 PASS, 2 FAIL, 1 not comparable, 2 not covered" in out.stdout
     assert "raw references: 0 PASS, 0 FAIL, 1 not comparable, 5 not covered" in out.stdout
-    md = subprocess.run([sys.executable, FFBENCH, "compare", res, "--reference", ref, "--markdown"],
+    md = subprocess.run([FFBENCH, "compare", res, "--reference", ref, "--markdown"],
                         capture_output=True, text=True, timeout=60)
     assert "| P1 |" in md.stdout
     # Without the failing results: exit 0.
     only = tmp_path / "only.h5"
     coll_run(only, "hfreduce", 16, 2, True, [(PAPER, "out-of-place", 8.3)])
-    out = subprocess.run([sys.executable, FFBENCH, "compare", str(only), "--reference", ref],
+    out = subprocess.run([FFBENCH, "compare", str(only), "--reference", ref],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "1 PASS, 0 FAIL" in out.stdout
 
@@ -158,11 +158,11 @@ def test_bad_reference_files(tmp_path, crafted):
     for text, needle in cases.items():
         p = tmp_path / "bad.yaml"
         p.write_text(text)
-        out = subprocess.run([sys.executable, FFBENCH, "compare", res, "--reference", str(p)],
+        out = subprocess.run([FFBENCH, "compare", res, "--reference", str(p)],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 2, text
         assert needle in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    out = subprocess.run([sys.executable, FFBENCH, "compare", str(tmp_path / "none.h5")],
+    out = subprocess.run([FFBENCH, "compare", str(tmp_path / "none.h5")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "no such results file" in out.stderr
 
@@ -197,7 +197,7 @@ def test_results_against_results(tmp_path):
                                       (1024, "out-of-place", 0.01)],
              label="mpi.ring.r2@0123456789ab")
     coll_run(new, "mpi", 4, 1, False, sizes, label="mpi.ring.r4@0123456789ad")
-    out = subprocess.run([sys.executable, FFBENCH, "compare", str(new), "--reference", str(old)],
+    out = subprocess.run([FFBENCH, "compare", str(new), "--reference", str(old)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 1, out.stdout
     lines = out.stdout.splitlines()
@@ -208,8 +208,8 @@ def test_results_against_results(tmp_path):
     assert nc and all("not comparable" in ln and "ranks 4 vs 8" in ln for ln in nc)
     assert not [ln for ln in lines if " 1 KiB" in ln]  # below --min-size
     assert not [ln for ln in lines if "in-place" in ln.split("  ")[0]]
-    out = subprocess.run([sys.executable, FFBENCH, "compare", str(new), "--reference", str(old),
+    out = subprocess.run([FFBENCH, "compare", str(new), "--reference", str(old),
                           "--lower", "-0.6"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout
     with pytest.raises(UsageError):
-        compare._fraction("lots", "--lower")
+        compare_cmd._fraction("lots", "--lower")

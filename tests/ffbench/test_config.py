@@ -1,16 +1,15 @@
 """Sweep configs: expansion into points, stable keys, and one clear line for every bad config."""
 import os
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import config  # noqa: E402
-from ffbenchlib.cli import UsageError  # noqa: E402
+from ffbench.data import config  # noqa: E402
+from ffbench.data.yamlfile import load_yaml
+from ffbench.errors import UsageError  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 
@@ -92,7 +91,7 @@ storage:
 
 
 def test_ceiling_cases_are_fio_crosschecks():
-    with open(os.path.join(ROOT, "scripts", "fio-crosscheck")) as fh:
+    with open(os.path.join(ROOT, "python", "ffbench", "tools", "fio_crosscheck.py")) as fh:
         text = fh.read()
     block = text[text.index("CASES = {"):text.index("\n}\n", text.index("CASES = {"))]
     import re
@@ -228,17 +227,17 @@ def test_bad_configs_one_line(tmp_path, text, needle):
 def test_bad_config_cli_exit_2(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("collectives:\n  - program: mpi_allreduce_bench\n    sizes: {min: lots}\n")
-    res = subprocess.run([sys.executable, FFBENCH, "run", str(bad), "--dry-run"],
+    res = subprocess.run([FFBENCH, "run", str(bad), "--dry-run"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "sizes.min" in lines[0] and "expected a size" in lines[0], res.stderr
     broken = tmp_path / "broken.yaml"
     broken.write_text("collectives: [\n")
-    res = subprocess.run([sys.executable, FFBENCH, "run", str(broken)], capture_output=True,
+    res = subprocess.run([FFBENCH, "run", str(broken)], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 2 and "not valid YAML" in res.stderr
-    res = subprocess.run([sys.executable, FFBENCH, "run", str(tmp_path / "missing.yaml")],
+    res = subprocess.run([FFBENCH, "run", str(tmp_path / "missing.yaml")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "no such config file" in res.stderr
 
@@ -247,9 +246,15 @@ def test_sizes():
     assert config.parse_size("1K") == 1024
     assert config.parse_size("184MiB") == 184 << 20
     assert config.parse_size(4096) == 4096
-    assert config.parse_size("0.5M") == 512 << 10
-    with pytest.raises(UsageError):
-        config.parse_size("1.5")
+    assert config.parse_size("4KB") == 4096 and config.parse_size("3k") == 3072
+    assert config.parse_size("2G") == 2 << 30 and config.parse_size("1T") == 1 << 40
+    assert config.parse_size("8B") == 8 and config.parse_size("0") == 0
+    # the C++ programs' rule (common/src/sizes.cpp): whole bytes, one binary suffix, no spaces
+    for bad in ("0.5M", "1.5", "", "M", "1X", "1 M", "-1", "1KIB", "1MM"):
+        with pytest.raises(UsageError):
+            config.parse_size(bad)
+    with pytest.raises(UsageError, match=r"--size: '0.5M' is not a whole number of bytes"):
+        config.parse_size("0.5M", "--size")
     assert config.format_size(192937984) == "184M"
 
 
@@ -262,7 +267,7 @@ def test_non_utf8_config_is_one_line(tmp_path):
         config.load(str(bad))
     msg = str(info.value)
     assert msg == f"{bad}: not UTF-8 text (byte 0xe9 at line 2); save the config as UTF-8", msg
-    res = subprocess.run([sys.executable, FFBENCH, "run", str(bad), "--dry-run"],
+    res = subprocess.run([FFBENCH, "run", str(bad), "--dry-run"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
     assert res.stderr.strip().splitlines() == [f"ffbench run: {msg}"], res.stderr
@@ -275,20 +280,20 @@ def test_non_utf8_config_is_one_line(tmp_path):
         config.load(str(nul))
 
 
-def test_read_yaml_is_the_shared_loader(tmp_path):
+def test_load_yaml_is_the_shared_loader(tmp_path):
     class OtherError(Exception):
         pass
     p = tmp_path / "c.yaml"
     p.write_bytes(b"a: [1\n")
     with pytest.raises(OtherError, match=r"c.yaml: not valid YAML at line 2"):
-        config.read_yaml(str(p), OtherError, "cluster file")
+        load_yaml(str(p), OtherError, "cluster file")
     p.write_bytes(b"a: \xff\n")
     with pytest.raises(OtherError, match="save the cluster file as UTF-8"):
-        config.read_yaml(str(p), OtherError, "cluster file")
+        load_yaml(str(p), OtherError, "cluster file")
     with pytest.raises(OtherError, match="cannot read the cluster file"):
-        config.read_yaml(str(tmp_path), OtherError, "cluster file")  # a directory
+        load_yaml(str(tmp_path), OtherError, "cluster file")  # a directory
     p.write_text("a: 1\n")
-    assert config.read_yaml(str(p)) == {"a": 1}
+    assert load_yaml(str(p)) == {"a": 1}
 
 
 def test_points_name_the_config_key_of_each_option(tmp_path):

@@ -3,19 +3,17 @@ user clusters, clear errors for bad files, and the HDF5 helper (h5io) the comman
 import copy
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import yaml
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
-from ffbenchlib.cost import compute, h5_tables  # noqa: E402
-from ffbenchlib.models_cluster import Cluster, ClusterError, load_cluster  # noqa: E402
-from ffbenchlib.models_fattree import fabric, three_layer, tree, two_layer  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
+from ffbench.models.cost_table import compute, h5_tables  # noqa: E402
+from ffbench.models.cluster import Cluster, ClusterError, load_cluster  # noqa: E402
+from ffbench.models.fattree import fabric, three_layer, tree, two_layer  # noqa: E402
 
 CLUSTERS = os.path.join(ROOT, "configs", "clusters")
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
@@ -26,7 +24,7 @@ def shipped(name):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, FFBENCH, *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([FFBENCH, *args], capture_output=True, text=True, timeout=120,
                           cwd=ROOT)
 
 

@@ -1,15 +1,15 @@
 """coverage: which references a sweep's planned points can cover (`ffbench run --dry-run`)."""
 import os
 import subprocess
-import sys
 
 import yaml
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import compare, config, coverage  # noqa: E402
+from ffbench.analysis import compare  # noqa: E402
+from ffbench.data import config
+from ffbench.analysis import coverage
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 
@@ -200,7 +200,7 @@ storage:
 def ffbench(*args):
     env = dict(os.environ)
     env.pop("FFB_BIN", None)
-    return subprocess.run([sys.executable, FFBENCH] + list(args), capture_output=True, text=True,
+    return subprocess.run([FFBENCH] + list(args), capture_output=True, text=True,
                           timeout=120, env=env)
 
 

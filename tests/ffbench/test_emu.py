@@ -5,27 +5,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 import pytest
 
-ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-BIN = os.environ.get("FFB_BIN") or os.path.join(ROOT, "build", "bin")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import emu, h5io  # noqa: E402
-from ffbenchlib.cli import UsageError  # noqa: E402
+from ffbench.launch import emu  # noqa: E402
+from ffbench.data import h5io
+from ffbench.errors import UsageError  # noqa: E402
+from conftest import BIN, FFBENCH, ffbench
 
-FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 NAME = f"t{os.getpid() % 1000000}"
-
-
-def ffbench(*args, timeout=300):
-    e = dict(os.environ)
-    e.pop("FFB_BIN", None)
-    return subprocess.run([sys.executable, FFBENCH] + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=e)
 
 
 def netns():
@@ -73,7 +62,7 @@ def cluster():
         assert res.returncode == 0, res.stdout + res.stderr
         yield res.stdout, before
     finally:
-        subprocess.run([sys.executable, FFBENCH, "emu", "down", "--name", NAME],
+        subprocess.run([FFBENCH, "emu", "down", "--name", NAME],
                        capture_output=True, timeout=120)
 
 

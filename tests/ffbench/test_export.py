@@ -4,15 +4,13 @@ import io
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 
@@ -31,7 +29,7 @@ def make(path):
 
 
 def run(*args):
-    return subprocess.run([sys.executable, FFBENCH, "export"] + list(args), capture_output=True,
+    return subprocess.run([FFBENCH, "export"] + list(args), capture_output=True,
                           text=True, timeout=60)
 
 

@@ -13,17 +13,16 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import cli, h5io  # noqa: E402
-from ffbenchlib import results as resmod  # noqa: E402
+from ffbench import cli  # noqa: E402
+from ffbench.data import h5io
+from ffbench.data import results as resmod  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 PEERS = os.path.join(ROOT, "tests", "data", "peers")
@@ -528,11 +527,11 @@ def test_one_bad_file_writes_nothing(capsys, tmp_path):
 
 
 def test_cli_usage(tmp_path):
-    res = subprocess.run([sys.executable, FFBENCH, "import", "mdtest", peer("osu", "osu_allreduce.txt"),
+    res = subprocess.run([FFBENCH, "import", "mdtest", peer("osu", "osu_allreduce.txt"),
                           "-o", str(tmp_path / "r.h5")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "invalid choice: 'mdtest'" in res.stderr
     assert not (tmp_path / "r.h5").exists()
-    res = subprocess.run([sys.executable, FFBENCH, "import", "osu", str(tmp_path / "missing.txt"),
+    res = subprocess.run([FFBENCH, "import", "osu", str(tmp_path / "missing.txt"),
                           "-o", str(tmp_path / "r.h5")], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "missing.txt:0: expected an existing file" in res.stderr
     assert "Traceback" not in res.stderr
@@ -575,7 +574,7 @@ def test_compare_runs_on_imported(side_by_side):
     ours, imported = side_by_side
     for argv in ([str(imported)], [str(imported), str(ours)],
                  [str(ours), "--reference", str(imported)]):
-        res = subprocess.run([sys.executable, FFBENCH, "compare"] + argv, capture_output=True,
+        res = subprocess.run([FFBENCH, "compare"] + argv, capture_output=True,
                              text=True, timeout=120)
         assert res.returncode in (0, 1), res.stderr
         assert "Traceback" not in res.stderr
@@ -585,7 +584,7 @@ def test_report_draws_imported_beside_ours(side_by_side, tmp_path):
     pytest.importorskip("matplotlib")
     ours, imported = side_by_side
     out = tmp_path / "report"
-    res = subprocess.run([sys.executable, FFBENCH, "report", str(imported), str(ours), "--out",
+    res = subprocess.run([FFBENCH, "report", str(imported), str(ours), "--out",
                           str(out)], capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr
     md = (out / "report.md").read_text()
@@ -601,7 +600,7 @@ def test_report_draws_imported_beside_ours(side_by_side, tmp_path):
     assert legend, gpu01[0]
     assert "hfreduce (2 ranks)" in legend[0] and f"{nccl_series} (8 ranks)" in legend[0], legend
     assert list(out.glob("busbw_vs_size*.png"))
-    res = subprocess.run([sys.executable, FFBENCH, "export", "--csv", str(imported), str(ours)],
+    res = subprocess.run([FFBENCH, "export", "--csv", str(imported), str(ours)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
     assert "nccl-tests all_reduce_perf" in res.stdout and "hfreduce_bench" in res.stdout

@@ -1,7 +1,6 @@
 """`ffbench merge`: runs copied whole, duplicates skipped, OUT untouched when an input is bad."""
 import os
 import subprocess
-import sys
 
 import h5py
 import numpy as np
@@ -9,10 +8,10 @@ import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io, merge  # noqa: E402
-from ffbenchlib.cli import UsageError  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
+from ffbench.data import merge
+from ffbench.errors import UsageError  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 
@@ -72,14 +71,14 @@ def test_merge_cli_with_folder(tmp_path):
     make(d / "job-1.h5", "a@0123456789ab")
     make(d / "job-2.h5", "b@0123456789ac")
     out = tmp_path / "all.h5"
-    res = subprocess.run([sys.executable, FFBENCH, "merge", str(out), str(d)], capture_output=True,
+    res = subprocess.run([FFBENCH, "merge", str(out), str(d)], capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "2 run(s) from 2 file(s) added" in res.stdout
-    res = subprocess.run([sys.executable, FFBENCH, "merge", str(out), str(d / "job-1.h5")],
+    res = subprocess.run([FFBENCH, "merge", str(out), str(d / "job-1.h5")],
                          capture_output=True, text=True, timeout=60)
     assert "0 run(s)" in res.stdout and "1 already there" in res.stdout
-    res = subprocess.run([sys.executable, FFBENCH, "merge", str(out), str(tmp_path / "nope.h5")],
+    res = subprocess.run([FFBENCH, "merge", str(out), str(tmp_path / "nope.h5")],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
 
@@ -151,7 +150,7 @@ def test_compact_folds_segments_and_keeps_ids(tmp_path):
     path = tmp_path / "r.h5"
     make(path, "x@0123456789ab", 4)
     before = [(r.id, r.attrs["label"], list(r.tables["ranks"]["pid"])) for r in h5io.read_runs(str(path))]
-    res = subprocess.run([sys.executable, FFBENCH, "merge", "--compact", str(path)],
+    res = subprocess.run([FFBENCH, "merge", "--compact", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "4 run(s) folded into one file" in res.stdout
@@ -160,7 +159,7 @@ def test_compact_folds_segments_and_keeps_ids(tmp_path):
         assert "layout" not in f.attrs and sorted(f["runs"]) == ["000000", "000001", "000002", "000003"]
     assert [(r.id, r.attrs["label"], list(r.tables["ranks"]["pid"]))
             for r in h5io.read_runs(str(path))] == before
-    res = subprocess.run([sys.executable, FFBENCH, "merge", "--compact", str(path)],
+    res = subprocess.run([FFBENCH, "merge", "--compact", str(path)],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "already one file" in res.stdout
     make(path, "y@0123456789ab", 1)  # and it grows again as an index

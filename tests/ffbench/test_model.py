@@ -4,21 +4,19 @@ the emulated-cluster comparison (check 2) and clear errors."""
 import math
 import os
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
-from ffbenchlib.model import paper_comparison  # noqa: E402
-from ffbenchlib.models_allreduce import hfreduce_loads, predict, predict_emu  # noqa: E402
-from ffbenchlib.models_calibrate import calibrate  # noqa: E402
-from ffbenchlib.models_cluster import Cluster, load_cluster  # noqa: E402
-from ffbenchlib.models_sim import (closed_form_tree_allreduce, double_tree,  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
+from ffbench.models.projection import paper_comparison  # noqa: E402
+from ffbench.models.allreduce import hfreduce_loads, predict, predict_emu  # noqa: E402
+from ffbench.models.calibrate import calibrate  # noqa: E402
+from ffbench.models.cluster import Cluster, load_cluster  # noqa: E402
+from ffbench.models.sim import (closed_form_tree_allreduce, double_tree,  # noqa: E402
                                    simulate_tree_allreduce, single_chunk_time_pow2, tree_children,
                                    tree_depth, tree_parents)
 
@@ -32,7 +30,7 @@ def shipped(name):
 
 
 def run_cli(*args, timeout=300):
-    return subprocess.run([sys.executable, FFBENCH, *args], capture_output=True, text=True,
+    return subprocess.run([FFBENCH, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
 
@@ -323,8 +321,8 @@ def test_check2_emulated_cluster_measurements():
     assumptions (nothing fitted to the points checked), so this check can fail."""
     default = os.path.join(ROOT, "results", "reference-run.h5")
     files = os.environ.get("FFB_EMU_RESULTS", default).split(":")
-    from ffbenchlib.model import compare_measured
-    from ffbenchlib.models_calibrate import fit_membw, read_measurements
+    from ffbench.models.projection import compare_measured
+    from ffbench.models.calibrate import fit_membw, read_measurements
     emu = shipped("emu")
     found = read_measurements(files)
     if found["membw"]:                                    # measured memory bandwidth, nothing else
@@ -388,7 +386,7 @@ def test_cli_missing_key_names_it(tmp_path):
 
 
 def test_emulated_link_rate_is_read_from_the_run(tmp_path):
-    from ffbenchlib.models_calibrate import _link_gbit
+    from ffbench.models.calibrate import _link_gbit
     path = str(tmp_path / "r.h5")
     h5io.append_run(path, {"program": "p", "emu_link_gbit": 2.5}, {})
     h5io.append_run(path, {"program": "p", "environment": '{"FFB_EMU_LINK_RATE": "500mbit"}'}, {})

@@ -3,15 +3,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -86,7 +84,7 @@ def results(tmp_path):
 
 
 def report(args, timeout=180):
-    return subprocess.run([sys.executable, FFBENCH, "report"] + [str(a) for a in args],
+    return subprocess.run([FFBENCH, "report"] + [str(a) for a in args],
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -232,8 +230,8 @@ def test_two_machines_two_sections(tmp_path):
 def test_size_panels_hold_at_most_eight_series(tmp_path):
     """Many shapes: one axes per shape, each with HFReduce and the best MPI only; no empty axes."""
     pytest.importorskip("matplotlib")
-    from ffbenchlib import report as rep
-    from ffbenchlib import results as resmod
+    from ffbench.analysis import report as rep
+    from ffbench.data import results as resmod
     path = tmp_path / "many.h5"
     for ranks in (2, 3, 4, 5, 6):
         for name, scale in (("hfreduce.node", 3.0), ("hfreduce.rpn1", 2.0)):
@@ -263,8 +261,8 @@ def test_size_panels_hold_at_most_eight_series(tmp_path):
 def test_verdict_section_leads(results, tmp_path, monkeypatch):
     """The verdict table opens the report, per machine, from the engine's rows."""
     pytest.importorskip("matplotlib")
-    from ffbenchlib import report as rep
-    from ffbenchlib import verdict as vd
+    from ffbench.analysis import report as rep
+    from ffbench.analysis import verdict as vd
     seen = []
 
     def fake_verdicts(runs, refs):
@@ -293,14 +291,14 @@ def test_verdict_section_leads(results, tmp_path, monkeypatch):
 
 
 def test_export_json_roundtrip_of_report_input(results):
-    res = subprocess.run([sys.executable, FFBENCH, "export", results, "--json"],
+    res = subprocess.run([FFBENCH, "export", results, "--json"],
                          capture_output=True, text=True, timeout=60)
     data = json.loads(res.stdout)
     assert len(data["runs"]) == 7
 
 
 def test_best_mpi_at_the_largest_shared_size():
-    from ffbenchlib import report as rep
+    from ffbench.analysis import report as rep
 
     def rows(sizes, busbw, alg=""):
         env = {"OMPI_MCA_coll_tuned_allreduce_algorithm": alg} if alg else {}

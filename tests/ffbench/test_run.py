@@ -14,21 +14,16 @@ import time
 import h5py
 import pytest
 
-ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-BIN = os.environ.get("FFB_BIN") or os.path.join(ROOT, "build", "bin")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
-from ffbenchlib.results import complete_keys, run_index  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
+from ffbench.data.results import complete_keys, run_index  # noqa: E402
+from conftest import BIN, FFBENCH, ROOT, ffbench
 
-FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 
 FAKE = f"""#!{sys.executable}
 # Fake benchmark: --sleep S, --exit N (after writing), --skip (exit 77), --busbw X.
 import sys, time
-sys.path.insert(0, {os.path.join(ROOT, "scripts")!r})
-from ffbenchlib import h5io
+from ffbench.data import h5io
 args = sys.argv[1:]
 def opt(name, default=None):
     return args[args.index(name) + 1] if name in args else default
@@ -72,14 +67,6 @@ def fakebin(tmp_path):
     p.write_text(FAKE)
     p.chmod(0o755)
     return str(d)
-
-
-def ffbench(*args, timeout=120, env=None):
-    e = dict(os.environ)
-    e.pop("FFB_BIN", None)
-    e.update(env or {})
-    return subprocess.run([sys.executable, FFBENCH] + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=e)
 
 
 def _procs_with(text):
@@ -147,7 +134,7 @@ def test_killed_sweep_resumes_without_corruption(tmp_path, fakebin):
     out = str(tmp_path / "r.h5")
     env = dict(os.environ)
     env.pop("FFB_BIN", None)
-    proc = subprocess.Popen([sys.executable, FFBENCH, "run", cfg, "--output", out, "--bin", fakebin],
+    proc = subprocess.Popen([FFBENCH, "run", cfg, "--output", out, "--bin", fakebin],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=env)
     deadline = time.time() + 60
@@ -307,8 +294,8 @@ def test_real_ceiling_point(tmp_path):
 def test_closing_verdict_is_print_verdict(tmp_path, monkeypatch):
     """A non-dry run ends with verdict.print_verdict([output], reference) and returns its status."""
     import argparse
-    from ffbenchlib import run as runmod
-    from ffbenchlib import verdict
+    from ffbench.analysis import verdict
+    from ffbench.commands import run as runmod
     calls = []
 
     def fake(paths, ref):
@@ -385,7 +372,7 @@ probes:
 
 
 def test_point_summary_picks_the_program_line(tmp_path):
-    from ffbenchlib import run as runmod
+    from ffbench.launch import common as runmod
     log = tmp_path / "p.log"
     banner = ["-" * 74, "Primary job  terminated normally, but 1 process returned",
               "a non-zero exit code. Per user-direction, the job has been aborted.", "-" * 74]

@@ -2,31 +2,19 @@
 slurmctld and slurmd started here with a generated config on private ports and a private munge
 socket, stopped by pid afterwards) running a small sweep through `--launcher slurm --wait`."""
 import os
+import re
 import shutil
 import socket
 import subprocess
-import sys
 import time
 
 import pytest
 
-ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-BIN = os.environ.get("FFB_BIN") or os.path.join(ROOT, "build", "bin")
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import h5io  # noqa: E402
+from ffbench.data import h5io  # noqa: E402
+from conftest import BIN, ROOT, ffbench
 
-FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "srun", "sinfo")
-
-
-def ffbench(*args, env=None, timeout=180):
-    e = dict(os.environ)
-    e.pop("FFB_BIN", None)
-    e.update(env or {})
-    return subprocess.run([sys.executable, FFBENCH] + list(args), capture_output=True, text=True,
-                          timeout=timeout, env=e)
 
 
 def test_dry_run_batch_scripts(tmp_path):
@@ -93,8 +81,26 @@ def _wait_for(pred, timeout, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
+def _site_slurm():
+    """Why this machine has a Slurm of its own (then no private daemons are started), or ""."""
+    for conf in ("/etc/slurm/slurm.conf", "/etc/slurm-llnl/slurm.conf"):
+        if os.path.exists(conf):
+            return f"{conf} exists"
+    if os.environ.get("SLURM_CONF"):
+        return f"SLURM_CONF={os.environ['SLURM_CONF']} is set"
+    for daemon in ("slurmctld", "slurmd"):
+        res = subprocess.run(["pgrep", "-a", "-x", daemon], capture_output=True, text=True)
+        if any("pytest-of" not in line for line in res.stdout.splitlines()):
+            return f"a {daemon} is running"
+    return ""
+
+
 @pytest.fixture(scope="module")
 def slurm(tmp_path_factory):
+    site = _site_slurm()
+    if site:
+        pytest.skip(f"this machine has its own Slurm ({site}): the tests start private daemons "
+                    f"only where there is none")
     if os.geteuid() != 0:
         pytest.skip("needs root to start munged/slurmctld/slurmd")
     missing = [d for d in DAEMONS if shutil.which(d) is None]
@@ -234,7 +240,9 @@ def test_mpirun_inside_allocation_and_later_collect(slurm, tmp_path):
     res = ffbench("run", str(cfg), "--launcher", "slurm", "--wait", "--wait-timeout", "150",
                   "--output", str(out), "--bin", BIN, env=slurm, timeout=240)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "0 to submit" in res.stdout and "1 point(s) complete" in res.stdout
+    # The job is collected by the rerun itself when it finished in between, else by the wait.
+    collected = re.search(r"job \d+: mpi\.default\.r2: complete", res.stdout)
+    assert "0 to submit" in res.stdout and ("1 point(s) complete" in res.stdout or collected)
     runs = h5io.read_runs(str(out))
     assert len(runs) == 1 and int(runs[0].attrs["nranks"]) == 2
     assert '"SLURM_JOB_ID"' in runs[0].attrs["environment"]
@@ -243,7 +251,7 @@ def test_mpirun_inside_allocation_and_later_collect(slurm, tmp_path):
 def test_collect_rejects_singleton_runs(tmp_path, capsys):
     """srun without working PMIx starts singletons: their nranks-1 runs are failed, not merged."""
     from types import SimpleNamespace
-    from ffbenchlib import slurm as slurmmod
+    from ffbench.launch import slurm as slurmmod
     work = tmp_path / "work"
     (work / "slurm").mkdir(parents=True)
     job_file = work / "slurm" / "n1x2-7.h5"
@@ -266,3 +274,78 @@ def test_collect_rejects_singleton_runs(tmp_path, capsys):
     runs = h5io.read_runs(ctx.output)
     assert [r.attrs["label"] for r in runs] == ["good.r2@0123456789ab"]
     assert not state and not job_file.exists()
+
+
+SLOW_SWEEP = """
+name: slowtest
+compare: false
+setup: ["echo ffbench-setup-line-ran"]
+slurm: {time: "00:01:00", overcommit: true, exclusive: false, cpus_per_task: 1, cpu_bind: none}
+collectives:
+  - {name: slow, program: slow_bench, ranks: [1, 2]}
+"""
+
+
+def _squeue_logger(tmp_path):
+    """A squeue on PATH that logs each call (time and arguments) and runs the real one."""
+    real = shutil.which("squeue")
+    wrap = tmp_path / "wrap"
+    wrap.mkdir()
+    log = tmp_path / "squeue.log"
+    (wrap / "squeue").write_text(f'#!/bin/sh\necho "$(date +%s.%N) $*" >> {log}\nexec {real} "$@"\n')
+    (wrap / "squeue").chmod(0o755)
+    return wrap, log
+
+
+def test_timeout_and_cancel_are_reported(slurm, tmp_path):
+    """Two jobs of a sweep: one hits its time limit, one is cancelled; both are reported by name,
+    with the job id and the log; squeue is asked only about our jobs, at most every 5 s."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "slow_bench").write_text(  # answers ffbench's --check-args, then outlives its job
+        '#!/bin/sh\ncase "$*" in *--check-args*) exit 0 ;; esac\nexec sleep 600\n')
+    (bindir / "slow_bench").chmod(0o755)
+    cfg = tmp_path / "slow.yaml"
+    cfg.write_text(SLOW_SWEEP)
+    out = tmp_path / "results" / "slow.h5"
+    wrap, log = _squeue_logger(tmp_path)
+    env = dict(slurm, PATH=f"{wrap}:{os.environ['PATH']}")
+    res = ffbench("run", str(cfg), "--launcher", "slurm", "--output", str(out), "--bin",
+                  str(bindir), env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    jobs = re.findall(r"submitted job (\d+): \d+ point\(s\) on 1 node\(s\) x (\d) task", res.stdout)
+    assert len(jobs) == 2, res.stdout
+    cancel = [j for j, tasks in jobs if tasks == "2"][0]
+    timeout = [j for j, tasks in jobs if tasks == "1"][0]
+    script = (tmp_path / "results" / "tmp" / "slow" / "slurm" / "slowtest-n1x1.sbatch").read_text()
+    assert "#SBATCH --cpus-per-task=1" in script and "--cpu-bind=none" in script
+    assert "ffbench-setup-line-ran" in script
+    subprocess.run(["scancel", cancel], env=env, check=True, timeout=30)
+    res = ffbench("run", str(cfg), "--launcher", "slurm", "--wait", "--wait-timeout", "240",
+                  "--output", str(out), "--bin", str(bindir), env=env, timeout=300)
+    text = res.stdout
+    assert res.returncode == 1, text + res.stderr
+    assert re.search(rf"job {timeout}: TIMEOUT: hit its time limit .*; log \S+{timeout}\.out", text)
+    assert re.search(rf"job {cancel}: CANCELLED: was cancelled .*; log \S+{cancel}\.out", text)
+    assert "0 point(s) complete, 0 skipped, 2 failed" in text
+    calls = [line.split(" ", 1) for line in log.read_text().splitlines()]
+    assert calls and all("--me" in args and "-j" in args for _, args in calls)
+    times = [float(t) for t, _ in calls]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Every squeue call of `ffbench run` is at least 5 s after the previous one.
+    assert all(g >= 4.9 for g in gaps), gaps
+
+
+def test_unshared_results_dir_refused(tmp_path, monkeypatch):
+    """A results directory on a local file system while the partition has other nodes: refused
+    before anything is submitted, with the reason."""
+    from ffbench.launch import slurm_jobs
+    monkeypatch.setattr(slurm_jobs, "partition_nodes", lambda partition=None: {"cn01", "cn02"})
+    reason = slurm_jobs.unshared_dir_reason(str(tmp_path / "r.h5"))
+    point, fstype = slurm_jobs.mount_of(str(tmp_path))
+    if fstype.split(".")[0] in slurm_jobs.LOCAL_FS_TYPES:
+        assert reason and "local to this host" in reason and "cn01" in reason
+    else:
+        assert reason is None
+    monkeypatch.setattr(slurm_jobs, "partition_nodes", lambda partition=None: {"localhost"})
+    assert slurm_jobs.unshared_dir_reason(str(tmp_path / "r.h5")) is None

@@ -10,15 +10,19 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import compare, h5io, machines, merge, results, verdict  # noqa: E402
+from ffbench.analysis import compare  # noqa: E402
+from ffbench.data import h5io
+from ffbench.data import machines
+from ffbench.data import merge
+from ffbench.data import results
+from ffbench.analysis import verdict
+from ffbench.errors import UsageError
 
 FFBENCH = os.path.join(ROOT, "scripts", "ffbench")
 FF2_YAML = os.path.join(ROOT, "configs", "reference", "fire-flyer-2.yaml")
@@ -211,7 +215,7 @@ def generic(path, kind, table, columns, hosts=("vm",), cpu=EPYC, options=None, *
 
 def ffbench(*args):
     env = dict(os.environ, FFB_ROOT=ROOT)
-    return subprocess.run([sys.executable, FFBENCH, *args], capture_output=True, text=True,
+    return subprocess.run([FFBENCH, *args], capture_output=True, text=True,
                           timeout=60, env=env)
 
 
@@ -510,7 +514,7 @@ def small_results(tmp_path_factory):
 def test_loader_refuses(tmp_path, small_results, name, entries, key, text):
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"name": "bad", "references": entries}))
-    with pytest.raises(compare.UsageError):
+    with pytest.raises(UsageError):
         compare.load_reference(str(bad))
     out = ffbench("compare", small_results, "--reference", str(bad))
     assert out.returncode == 2, out.stdout + out.stderr
@@ -759,7 +763,7 @@ def test_twin_storage_tool_ratio(tmp_path, case):
 
 
 def test_every_normalised_metric_is_tested():
-    from ffbenchlib import twins
+    from ffbench.analysis import twins
     here = open(os.path.abspath(__file__), encoding="utf-8").read()
     for metric in twins.METRICS:
         assert f"def test_twin_{metric}" in here or f"test_twin_{metric}_" in here, metric

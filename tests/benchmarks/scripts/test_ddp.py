@@ -1,17 +1,16 @@
-"""scripts/ffbenchlib/ddp.py: weak-scaling rows from ddp_bench results, the plot, the R11/R12
+"""python/ffbench/analysis/ddp.py: weak-scaling rows from ddp_bench results, the plot, the R11/R12
 MODEL, the ddp sweeps; and, when ddp_bench is built (FFB_BIN), its HDF5 table end to end."""
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
 
-from ffbenchlib import compare, config, ddp, h5io  # noqa: E402
+from ffbench.analysis import compare, ddp  # noqa: E402
+from ffbench.data import config, h5io  # noqa: E402
 
 BIN = os.environ.get("FFB_BIN") or os.path.join(ROOT, "build", "bin")
 DDP_BENCH = os.path.join(BIN, "ddp_bench")

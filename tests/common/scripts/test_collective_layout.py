@@ -22,7 +22,6 @@ import os
 import re
 import stat
 import subprocess
-import sys
 import time
 
 import pytest
@@ -30,9 +29,8 @@ import pytest
 ROOT = os.environ.get("FFB_ROOT") or os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
 BIN = os.environ.get("FFB_BIN", os.path.join(ROOT, "build", "bin"))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-
-from ffbenchlib import h5io  # noqa: E402
+from ffbench import cli  # noqa: E402  (PYTHONPATH=python: ctest sets it)
+from ffbench.data import h5io  # noqa: E402
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1")
@@ -42,7 +40,8 @@ MIB = 1 << 20
 SKIPPED = 77
 
 # nccl-tests' printed type names (test_typenames) and ours for the same types.
-TYPES = {"float", "double", "half", "bfloat16", "int32", "int64", "uint8", "fp8_e4m3", "fp8_e5m2"}
+TYPES = {"float", "double", "half", "bfloat16", "int32", "int64", "uint8", "int8", "uint32", "uint64",
+         "fp8_e4m3", "fp8_e5m2"}
 OPS = {"sum", "prod", "max", "min", "avg"}
 HEADER_NAMES = ["size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong",
                 "time", "algbw", "busbw", "#wrong"]
@@ -401,7 +400,6 @@ def test_gpu_programs_json(invocations, case):
 
 def test_json_reads_as_nccl_tests_json(invocations, tmp_path, capsys):
     """The project's nccl-tests -J importer, written for nccl-tests' files, reads ours."""
-    from ffbenchlib import cli
     inv = invocations(CASES[1])
     out = tmp_path / "imported.h5"
     capsys.readouterr()
@@ -509,6 +507,10 @@ def test_nccl_tests_type_names_are_aliases(tmp_path):
                                        "f8e4m3,f8e5m2", "--membw", "10"], timeout=120)
     assert res.returncode == 0, res.stderr
     assert [r["type"] for r in parse_nccl_text(res.stdout)["rows"]] == ["fp8_e4m3", "fp8_e5m2"]
-    # nccl-tests' "char" is int8 (signed): not a type of this suite, so not an alias of uint8.
-    one_line_usage(launch("mpi_allreduce_bench", 1, ["-d", "char"], timeout=120),
-                   "-d/--datatype 'char': unknown type")
+    # nccl-tests' int8 (its "char"), uint32 and uint64: signed char is int8, never uint8.
+    res = launch("mpi_allreduce_bench", 1, ["-b", "8", "-e", "8", "-n", "1", "-w", "0", "-d",
+                                            "int8,char,uint32,uint64,float32,float64,float16,"
+                                            "bfloat16,bf16"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [r["type"] for r in parse_nccl_text(res.stdout)["rows"]] == [
+        "int8", "int8", "uint32", "uint64", "float", "double", "half", "bfloat16", "bfloat16"]

@@ -1,0 +1,1 @@
+"""ffbench: sweeps, results, reference comparison, reports and models for the ffbench suite."""
