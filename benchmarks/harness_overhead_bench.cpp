@@ -2,8 +2,6 @@
 // (per-iteration timing, watchdog armed, slowest rank per iteration) against a bare timed
 // MPI_Allreduce loop, in the same run, interleaved so both see the same machine state.
 #include <chrono>
-#include <cstdio>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,6 +11,7 @@
 
 #include "ffb/error.h"
 #include "ffb/mpi_env.h"
+#include "ffb/program.h"
 #include "ffb/stats.h"
 #include "ffb/timer.h"
 #include "ffb/watchdog.h"
@@ -56,7 +55,6 @@ struct Args {
   int iters = 2000;
   int rounds = 7;
   double timeout_s = 60.0;
-  bool check_args = false;
 };
 
 constexpr const char* kProgram = "harness_overhead_bench";
@@ -71,8 +69,6 @@ void add_options(CLI::App& app, Args& a) {
       ->capture_default_str();
   app.add_option("-T,--timeout", a.timeout_s, "watchdog: seconds before a stuck allreduce aborts")
       ->capture_default_str();
-  app.add_flag("--check-args", a.check_args,
-               "only check the options: exit 0 if valid, else 2 with the error");
 }
 
 void check(const Args& a) {
@@ -113,50 +109,28 @@ void measure(const Args& a) {
   fmt::print("{:>24} {:12.3f}\n", "ratio harness/bare", h / b);
 }
 
-// Parses and checks the options (rank 0 prints help and errors), then measures.
-int run(int argc, char** argv, bool root) {
-  CLI::App app{
-      "harness_overhead_bench: 8-byte allreduce latency as the harness times it against a bare "
-      "MPI_Allreduce loop",
-      kProgram};
-  Args a;
-  add_options(app, a);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp&) {
-    if (root) fmt::print("{}", app.help());
+class HarnessOverheadBench final : public ffb::Program {
+ public:
+  void add_options(CLI::App& app) override { ::add_options(app, a_); }
+  void validate() override { check(a_); }
+  int run(ffb::ProgramContext&) override {
+    measure(a_);
     return ffb::kExitOk;
-  } catch (const CLI::ParseError& e) {
-    throw ffb::UsageError(fmt::format("{} (see --help)", e.what()));
   }
-  check(a);
-  if (a.check_args) return ffb::kExitOk;
-  ffb::check_launcher(MPI_COMM_WORLD);
-  measure(a);
-  return ffb::kExitOk;
-}
+
+ private:
+  Args a_;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::optional<ffb::MpiSession> mpi;
-  try {
-    mpi.emplace(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
-    return ffb::kExitFailure;
-  }
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  try {
-    return run(argc, argv, rank == 0);
-  } catch (const ffb::UsageError& e) {
-    if (rank == 0) std::fprintf(stderr, "%s: error: %s\n", kProgram, e.what());
-    return ffb::kExitUsage;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: rank %d: error: %s\n", kProgram, rank, e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, ffb::kExitFailure);
-  }
-  return ffb::kExitFailure;
+  HarnessOverheadBench program;
+  return ffb::run_program(argc, argv,
+                          {.name = kProgram,
+                           .description = "8-byte allreduce latency as the harness times it "
+                                          "against a bare MPI_Allreduce loop",
+                           .thread_level = MPI_THREAD_MULTIPLE,
+                           .parse = {}},
+                          program);
 }

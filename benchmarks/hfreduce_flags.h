@@ -34,18 +34,11 @@ struct HfreduceFlags {
   }
 
   // Parses and checks the values that need no MPI (also under --check-args); one UsageError line
-  // naming the flag otherwise.
+  // naming the flag otherwise. The ranges are the library's (hfreduce::find_option_problem).
   void check() {
     options.chunk_bytes = parse_size(chunk_text, "--chunk-size");
-    if (options.chunk_bytes < 4096 || options.chunk_bytes > (1ull << 30))
-      throw UsageError(fmt::format("--chunk-size {}: give 4K to 1G", chunk_text));
-    if (options.pipeline_depth < 2 || options.pipeline_depth > 64)
-      throw UsageError(fmt::format("--depth {}: give 2 to 64", options.pipeline_depth));
-    if (options.reduce_threads < 1 || options.reduce_threads > 256)
-      throw UsageError(fmt::format("--threads {}: give 1 to 256", options.reduce_threads));
-    if (options.ranks_per_node < 0)
-      throw UsageError(fmt::format("--ranks-per-node {}: give 0 (shared memory) or a rank count",
-                                   options.ranks_per_node));
+    if (const auto problem = hfreduce::find_option_problem(options))
+      throw UsageError(flag_message(problem->field));
   }
 
   // Checks again once MPI is up, plus what needs the topology.
@@ -65,6 +58,28 @@ struct HfreduceFlags {
     m.push_back({"stage_inter_node", "us", s.inter_node_us});
     m.push_back({"stage_copy_out", "us", s.copy_out_us});
     m.push_back({"stage_wait", "us", s.wait_us});
+  }
+
+  // The library's refusal in the words of this program's flags.
+  std::string flag_message(hfreduce::OptionField field) const {
+    using hfreduce::OptionField;
+    switch (field) {
+      case OptionField::chunk_bytes:
+        return fmt::format("--chunk-size {}: give {}K to {}G", chunk_text,
+                           hfreduce::kMinChunkBytes >> 10, hfreduce::kMaxChunkBytes >> 30);
+      case OptionField::pipeline_depth:
+        return fmt::format("--depth {}: give {} to {}", options.pipeline_depth,
+                           hfreduce::kMinPipelineDepth, hfreduce::kMaxPipelineDepth);
+      case OptionField::reduce_threads:
+        return fmt::format("--threads {}: give 1 to {}", options.reduce_threads,
+                           hfreduce::kMaxReduceThreads);
+      case OptionField::ranks_per_node:
+        return fmt::format("--ranks-per-node {}: give 0 (shared memory) or a rank count",
+                           options.ranks_per_node);
+      case OptionField::timeout_s:
+        break;
+    }
+    return fmt::format("-T/--timeout {}: give seconds > 0", options.timeout_s);
   }
 
   void describe(RunRecord& run, const hfreduce::Layout& layout) const {

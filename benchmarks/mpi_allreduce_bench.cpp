@@ -127,8 +127,10 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
 
   void teardown() override { free_ops(); }
 
+  // MPI's native types, and f16/bf16 through the user-defined ops above; fp8 has neither.
   bool supports(DataType t, ReduceOp /*op*/) const override {
-    return t != DataType::f8e4m3 && t != DataType::f8e5m2;
+    return t == DataType::f16 || t == DataType::bf16 ||
+           ffb::native_mpi_type(t) != MPI_DATATYPE_NULL;
   }
 
   void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override {
@@ -189,6 +191,15 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
         break;
       case DataType::u8:
         divide_as<std::uint8_t>(buf, count, static_cast<std::uint8_t>(nranks_));
+        break;
+      case DataType::i8:
+        divide_as<std::int8_t>(buf, count, static_cast<std::int8_t>(nranks_));
+        break;
+      case DataType::u32:
+        divide_as<std::uint32_t>(buf, count, static_cast<std::uint32_t>(nranks_));
+        break;
+      case DataType::u64:
+        divide_as<std::uint64_t>(buf, count, static_cast<std::uint64_t>(nranks_));
         break;
       case DataType::f16:
         divide_half<ffb::f16_to_f32, ffb::f32_to_f16>(buf, count, static_cast<float>(nranks_));

@@ -38,185 +38,245 @@ std::vector<double> max_over_ranks(std::vector<double> v, MPI_Comm comm) {
   return v;
 }
 
+// One run_ddp call: the gradient buffers, the completion trace and the three phases (timed steps,
+// communication only, compute only). Collective over `comm` in every phase.
+class StepRunner {
+ public:
+  StepRunner(const Model& model, const std::vector<Bucket>& buckets, ComputeEngine& compute,
+             GradientAllreduce& backend, MPI_Comm comm, const StepConfig& cfg)
+      : model_(model),
+        buckets_(buckets),
+        compute_(compute),
+        backend_(backend),
+        comm_(comm),
+        cfg_(cfg),
+        esize_(ffb::size_of(cfg.type)),
+        count_(model.total_params()),
+        bytes_(count_ * esize_),
+        send_(compute, bytes_),
+        recv_(compute, bytes_),
+        expected_(cfg.type, ReduceOp::sum, comm_size(comm)),
+        ready_(bucket_ready_after(model, buckets)),
+        bucket_start_sum_(buckets.size(), 0.0),
+        bucket_done_sum_(buckets.size(), 0.0) {
+    fill_gradients();
+    compute.set_gradients(recv_.get());
+    idle_ = make_idle();
+  }
+
+  // The warm-up and timed steps: per-step times (slowest rank), bucket offsets, the check.
+  void timed_phase(DdpResult& out) {
+    StepSeries mine;
+    std::int64_t wrong = 0;
+    MPI_Barrier(comm_);
+    const int total = cfg_.warmup + cfg_.steps;
+    for (int s = 0; s < total; ++s) {
+      const bool timed = s >= cfg_.warmup;
+      if (s == cfg_.warmup) MPI_Barrier(comm_);
+      const bool check =
+          backend_.reduces() && cfg_.check && (s == total - 1 || (timed && cfg_.check_every_step));
+      if (check) poison_result();
+      step(timed, mine);
+      if (check) {
+        wrong += static_cast<std::int64_t>(count_wrong());
+        ++out.checked_steps;
+      }
+    }
+    out.timed.step = max_over_ranks(mine.step, comm_);
+    out.timed.forward = max_over_ranks(mine.forward, comm_);
+    out.timed.backward = max_over_ranks(mine.backward, comm_);
+    out.timed.compute = max_over_ranks(mine.compute, comm_);
+    out.timed.exposed = max_over_ranks(mine.exposed, comm_);
+    out.timed.optimizer = max_over_ranks(mine.optimizer, comm_);
+    for (auto& v : bucket_start_sum_) v /= std::max(cfg_.steps, 1);
+    out.bucket_start = max_over_ranks(bucket_start_sum_, comm_);
+    if (cfg_.trace) {
+      for (auto& v : bucket_done_sum_) v /= std::max(cfg_.steps, 1);
+      out.bucket_done = max_over_ranks(bucket_done_sum_, comm_);
+    } else {
+      out.bucket_done.assign(buckets_.size(), std::numeric_limits<double>::quiet_NaN());
+    }
+    if (out.checked_steps > 0) MPI_Allreduce(&wrong, &out.wrong, 1, MPI_INT64_T, MPI_SUM, comm_);
+  }
+
+  // Communication only: every bucket's allreduce back to back, nothing to hide behind.
+  std::vector<double> comm_alone() {
+    std::vector<double> alone;
+    if (backend_.reduces()) {
+      for (int c = 0; c < reference_repetitions(); ++c) {
+        MPI_Barrier(comm_);
+        compute_.begin_step();
+        const double t0 = now_s();
+        for (const auto& b : buckets_) start_bucket(b);
+        backend_.wait_all();
+        compute_.end_step();
+        if (c > 0) alone.push_back(now_s() - t0);  // the first repetition warms up
+      }
+    } else {
+      alone.assign(static_cast<std::size_t>(std::max(cfg_.comm_steps, 0)), 0.0);
+    }
+    return max_over_ranks(alone, comm_);
+  }
+
+  // Compute only: the same step without any allreduce.
+  std::vector<double> compute_alone() {
+    std::vector<double> calone;
+    for (int c = 0; c < reference_repetitions(); ++c) {
+      MPI_Barrier(comm_);
+      compute_.begin_step();
+      const double t0 = now_s();
+      for (std::size_t l = 0; l < model_.layers.size(); ++l) compute_.forward(l, Idle{});
+      for (std::size_t l = model_.layers.size(); l-- > 0;) compute_.backward(l, Idle{});
+      compute_.end_backward(Idle{});
+      compute_.optimizer(Idle{});
+      compute_.end_step();
+      if (c > 0) calone.push_back(now_s() - t0);
+    }
+    return max_over_ranks(calone, comm_);
+  }
+
+ private:
+  static int comm_size(MPI_Comm comm) {
+    int n = 1;
+    MPI_Comm_size(comm, &n);
+    return n;
+  }
+
+  // The reference phases run comm_steps repetitions after one that warms up (none for 0).
+  int reference_repetitions() const { return cfg_.comm_steps + (cfg_.comm_steps > 0 ? 1 : 0); }
+
+  // `send` holds this rank's deterministic per-rank pattern (the stand-in for what the backward
+  // pass writes; small integers so every sum is exact), `recv` the allreduced result.
+  void fill_gradients() {
+    int rank = 0;
+    MPI_Comm_rank(comm_, &rank);
+    std::vector<unsigned char> host;
+    void* target = send_.get();
+    if (compute_.device_memory()) {
+      host.resize(bytes_);
+      target = host.data();
+    }
+    ffb::fill_pattern(target, cfg_.type, ReduceOp::sum, comm_size(comm_), rank, count_);
+    if (rank == cfg_.inject_corrupt_rank && count_ > 0)
+      ffb::store_from_double(target, cfg_.type, count_ / 2,
+                             ffb::load_as_double(target, cfg_.type, count_ / 2) + 1.0);
+    if (compute_.device_memory()) compute_.upload(send_.get(), host.data(), bytes_);
+  }
+
+  // Completion trace: which buckets have finished, stamped when first seen.
+  void poll() {
+    const int c = backend_.completed();
+    for (; seen_done_ < c; ++seen_done_)
+      if (in_timed_step_)
+        bucket_done_sum_[static_cast<std::size_t>(seen_done_)] += now_s() - step_t0_;
+  }
+
+  // What the compute engine calls while it waits: MPI progress and/or the trace's poll.
+  Idle make_idle() {
+    const bool progress = backend_.needs_progress() && cfg_.progress;
+    if (progress && cfg_.trace)
+      return [this]() {
+        backend_.progress();
+        poll();
+      };
+    if (progress) return [this]() { backend_.progress(); };
+    if (cfg_.trace) return [this]() { poll(); };
+    return Idle{};
+  }
+
+  void start_bucket(const Bucket& b) {
+    const auto* send_p = static_cast<const unsigned char*>(send_.get());
+    auto* recv_p = static_cast<unsigned char*>(recv_.get());
+    backend_.start(b.index, send_p + b.offset * esize_, recv_p + b.offset * esize_, b.params,
+                   cfg_.type);
+  }
+
+  // Poisons the result so a missing allreduce cannot pass the check.
+  void poison_result() {
+    auto* recv_p = static_cast<unsigned char*>(recv_.get());
+    std::vector<unsigned char> poison(std::min<std::size_t>(bytes_, 64u << 20), 0xFF);
+    for (std::size_t off = 0; off < bytes_; off += poison.size())
+      compute_.upload(recv_p + off, poison.data(), std::min(poison.size(), bytes_ - off));
+  }
+
+  std::size_t count_wrong() {
+    if (!compute_.device_memory()) return expected_.count_wrong(recv_.get(), count_);
+    std::vector<unsigned char> host(bytes_);
+    compute_.download(host.data(), recv_.get(), bytes_);
+    return expected_.count_wrong(host.data(), count_);
+  }
+
+  // One training step: forward, backward with each ready bucket's allreduce started, (with the
+  // trace: wait for every completion to be seen), wait, optimizer.
+  void step(bool timed, StepSeries& mine) {
+    compute_.begin_step();
+    const double t0 = now_s();
+    step_t0_ = t0;
+    in_timed_step_ = timed;
+    seen_done_ = 0;
+    for (std::size_t l = 0; l < model_.layers.size(); ++l) compute_.forward(l, idle_);
+    const double t_fwd = compute_.end_forward(idle_);
+    for (std::size_t l = model_.layers.size(); l-- > 0;) {
+      compute_.backward(l, idle_);
+      if (ready_[l] >= 0) {
+        const auto& b = buckets_[static_cast<std::size_t>(ready_[l])];
+        if (timed) bucket_start_sum_[static_cast<std::size_t>(b.index)] += now_s() - t0;
+        start_bucket(b);
+      }
+    }
+    const double t_bwd = compute_.end_backward(idle_);
+    if (cfg_.trace) {
+      const double slice = std::max(cfg_.trace_interval_s, 1e-6);
+      for (;;) {
+        if (idle_) idle_();
+        if (seen_done_ >= static_cast<int>(buckets_.size())) break;
+        std::this_thread::sleep_for(std::chrono::duration<double>(slice));
+      }
+    }
+    backend_.wait_all();
+    const double t_comm = now_s();
+    compute_.optimizer(idle_);
+    compute_.end_step();
+    const double t_end = now_s();
+    if (!timed) return;
+    mine.step.push_back(t_end - t0);
+    mine.forward.push_back(t_fwd - t0);
+    mine.backward.push_back(t_bwd - t_fwd);
+    mine.compute.push_back(t_bwd - t0);
+    mine.exposed.push_back(std::max(0.0, t_comm - t_bwd));
+    mine.optimizer.push_back(t_end - t_comm);
+  }
+
+  const Model& model_;
+  const std::vector<Bucket>& buckets_;
+  ComputeEngine& compute_;
+  GradientAllreduce& backend_;
+  MPI_Comm comm_;
+  const StepConfig& cfg_;
+  const std::size_t esize_;
+  const std::uint64_t count_;
+  const std::size_t bytes_;
+  Buffer send_, recv_;
+  const ffb::ExpectedResult expected_;
+  const std::vector<int> ready_;
+  std::vector<double> bucket_start_sum_;
+  std::vector<double> bucket_done_sum_;
+  int seen_done_ = 0;
+  double step_t0_ = 0;
+  bool in_timed_step_ = false;
+  Idle idle_;
+};
+
 }  // namespace
 
 DdpResult run_ddp(const Model& model, const std::vector<Bucket>& buckets, ComputeEngine& compute,
                   GradientAllreduce& backend, MPI_Comm comm, const StepConfig& cfg) {
-  int rank = 0, nranks = 1;
-  MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &nranks);
-  const std::size_t esize = ffb::size_of(cfg.type);
-  const std::uint64_t count = model.total_params();
-  const std::size_t bytes = count * esize;
-
-  // Gradients: `send` holds this rank's deterministic per-rank pattern (the stand-in for what the
-  // backward pass writes; small integers so every sum is exact), `recv` the allreduced result.
-  Buffer send(compute, bytes), recv(compute, bytes);
-  {
-    std::vector<unsigned char> host;
-    void* target = send.get();
-    if (compute.device_memory()) {
-      host.resize(bytes);
-      target = host.data();
-    }
-    ffb::fill_pattern(target, cfg.type, ReduceOp::sum, nranks, rank, count);
-    if (rank == cfg.inject_corrupt_rank && count > 0)
-      ffb::store_from_double(target, cfg.type, count / 2,
-                             ffb::load_as_double(target, cfg.type, count / 2) + 1.0);
-    if (compute.device_memory()) compute.upload(send.get(), host.data(), bytes);
-  }
-  compute.set_gradients(recv.get());
-  const ffb::ExpectedResult expected(cfg.type, ReduceOp::sum, nranks);
-  const auto ready = bucket_ready_after(model, buckets);
-  const auto* send_p = static_cast<const unsigned char*>(send.get());
-  auto* recv_p = static_cast<unsigned char*>(recv.get());
-
-  // Completion trace: which buckets have finished, stamped when first seen.
-  std::vector<double> bucket_done_sum(buckets.size(), 0.0);
-  int seen_done = 0;
-  double step_t0 = 0;
-  bool in_timed_step = false;
-  auto poll = [&]() {
-    const int c = backend.completed();
-    for (; seen_done < c; ++seen_done)
-      if (in_timed_step) bucket_done_sum[static_cast<std::size_t>(seen_done)] += now_s() - step_t0;
-  };
-  const bool progress = backend.needs_progress() && cfg.progress;
-  Idle idle;
-  if (progress && cfg.trace)
-    idle = [&]() {
-      backend.progress();
-      poll();
-    };
-  else if (progress)
-    idle = [&backend]() { backend.progress(); };
-  else if (cfg.trace)
-    idle = poll;
-
+  StepRunner runner(model, buckets, compute, backend, comm, cfg);
   DdpResult out;
   out.nodes = backend.nodes();
-  const std::size_t nb = buckets.size();
-  std::vector<double> bucket_start_sum(nb, 0.0);
-  StepSeries mine;
-  std::int64_t wrong = 0;
-
-  auto start_bucket = [&](const Bucket& b) {
-    backend.start(b.index, send_p + b.offset * esize, recv_p + b.offset * esize, b.params,
-                  cfg.type);
-  };
-
-  MPI_Barrier(comm);
-  const int total = cfg.warmup + cfg.steps;
-  for (int s = 0; s < total; ++s) {
-    const bool timed = s >= cfg.warmup;
-    if (s == cfg.warmup) MPI_Barrier(comm);
-    const bool check =
-        backend.reduces() && cfg.check && (s == total - 1 || (timed && cfg.check_every_step));
-    if (check) {  // poison the result so a missing allreduce cannot pass
-      std::vector<unsigned char> poison(std::min<std::size_t>(bytes, 64u << 20), 0xFF);
-      for (std::size_t off = 0; off < bytes; off += poison.size())
-        compute.upload(recv_p + off, poison.data(), std::min(poison.size(), bytes - off));
-    }
-    compute.begin_step();
-    const double t0 = now_s();
-    step_t0 = t0;
-    in_timed_step = timed;
-    seen_done = 0;
-    for (std::size_t l = 0; l < model.layers.size(); ++l) compute.forward(l, idle);
-    const double t_fwd = compute.end_forward(idle);
-    for (std::size_t l = model.layers.size(); l-- > 0;) {
-      compute.backward(l, idle);
-      if (ready[l] >= 0) {
-        const auto& b = buckets[static_cast<std::size_t>(ready[l])];
-        if (timed) bucket_start_sum[static_cast<std::size_t>(b.index)] += now_s() - t0;
-        start_bucket(b);
-      }
-    }
-    const double t_bwd = compute.end_backward(idle);
-    if (cfg.trace) {
-      const double slice = std::max(cfg.trace_interval_s, 1e-6);
-      for (;;) {
-        if (idle) idle();
-        if (seen_done >= static_cast<int>(buckets.size())) break;
-        std::this_thread::sleep_for(std::chrono::duration<double>(slice));
-      }
-    }
-    backend.wait_all();
-    const double t_comm = now_s();
-    compute.optimizer(idle);
-    compute.end_step();
-    const double t_end = now_s();
-    if (timed) {
-      mine.step.push_back(t_end - t0);
-      mine.forward.push_back(t_fwd - t0);
-      mine.backward.push_back(t_bwd - t_fwd);
-      mine.compute.push_back(t_bwd - t0);
-      mine.exposed.push_back(std::max(0.0, t_comm - t_bwd));
-      mine.optimizer.push_back(t_end - t_comm);
-    }
-    if (check) {
-      std::size_t bad = 0;
-      if (compute.device_memory()) {
-        std::vector<unsigned char> host(bytes);
-        compute.download(host.data(), recv_p, bytes);
-        bad = expected.count_wrong(host.data(), count);
-      } else {
-        bad = expected.count_wrong(recv_p, count);
-      }
-      wrong += static_cast<std::int64_t>(bad);
-      ++out.checked_steps;
-    }
-  }
-
-  out.timed.step = max_over_ranks(mine.step, comm);
-  out.timed.forward = max_over_ranks(mine.forward, comm);
-  out.timed.backward = max_over_ranks(mine.backward, comm);
-  out.timed.compute = max_over_ranks(mine.compute, comm);
-  out.timed.exposed = max_over_ranks(mine.exposed, comm);
-  out.timed.optimizer = max_over_ranks(mine.optimizer, comm);
-  for (auto& v : bucket_start_sum) v /= std::max(cfg.steps, 1);
-  out.bucket_start = max_over_ranks(bucket_start_sum, comm);
-  if (cfg.trace) {
-    for (auto& v : bucket_done_sum) v /= std::max(cfg.steps, 1);
-    out.bucket_done = max_over_ranks(bucket_done_sum, comm);
-  } else {
-    out.bucket_done.assign(buckets.size(), std::numeric_limits<double>::quiet_NaN());
-  }
-  if (out.checked_steps > 0) {
-    MPI_Allreduce(&wrong, &out.wrong, 1, MPI_INT64_T, MPI_SUM, comm);
-  }
-
-  // Communication only: every bucket's allreduce back to back, nothing to hide behind.
-  std::vector<double> alone;
-  if (backend.reduces()) {
-    for (int c = 0; c < cfg.comm_steps + (cfg.comm_steps > 0 ? 1 : 0); ++c) {
-      MPI_Barrier(comm);
-      compute.begin_step();
-      const double t0 = now_s();
-      for (const auto& b : buckets) start_bucket(b);
-      backend.wait_all();
-      compute.end_step();
-      if (c > 0) alone.push_back(now_s() - t0);  // the first repetition warms up
-    }
-  } else {
-    alone.assign(static_cast<std::size_t>(std::max(cfg.comm_steps, 0)), 0.0);
-  }
-  out.comm_alone = max_over_ranks(alone, comm);
-
-  // Compute only: the same step without any allreduce.
-  std::vector<double> calone;
-  for (int c = 0; c < cfg.comm_steps + (cfg.comm_steps > 0 ? 1 : 0); ++c) {
-    MPI_Barrier(comm);
-    compute.begin_step();
-    const double t0 = now_s();
-    for (std::size_t l = 0; l < model.layers.size(); ++l) compute.forward(l, Idle{});
-    for (std::size_t l = model.layers.size(); l-- > 0;) compute.backward(l, Idle{});
-    compute.end_backward(Idle{});
-    compute.optimizer(Idle{});
-    compute.end_step();
-    if (c > 0) calone.push_back(now_s() - t0);
-  }
-  out.compute_alone = max_over_ranks(calone, comm);
+  runner.timed_phase(out);
+  out.comm_alone = runner.comm_alone();
+  out.compute_alone = runner.compute_alone();
   return out;
 }
 

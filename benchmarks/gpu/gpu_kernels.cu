@@ -99,6 +99,12 @@ template <>
 struct Codec<std::int64_t, std::int64_t> : IntCodec<std::int64_t> {};
 template <>
 struct Codec<std::uint8_t, std::uint8_t> : IntCodec<std::uint8_t> {};
+template <>
+struct Codec<std::int8_t, std::int8_t> : IntCodec<std::int8_t> {};
+template <>
+struct Codec<std::uint32_t, std::uint32_t> : IntCodec<std::uint32_t> {};
+template <>
+struct Codec<std::uint64_t, std::uint64_t> : IntCodec<std::uint64_t> {};
 
 template <class Acc>
 __device__ __forceinline__ Acc combine(Acc x, Acc y, int op) {
@@ -140,7 +146,9 @@ __global__ void divide_kernel(S* buf, std::size_t n, int divisor) {
   for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
     const A v = Codec<S, A>::load(buf[i]);
-    if constexpr (std::is_integral_v<A>)
+    if constexpr (std::is_unsigned_v<A>)  // u64 beyond INT64_MAX: divide unsigned
+      buf[i] = static_cast<S>(v / static_cast<A>(divisor));
+    else if constexpr (std::is_integral_v<A>)
       buf[i] = static_cast<S>(static_cast<std::int64_t>(v) / divisor);
     else
       buf[i] = Codec<S, A>::store(v / static_cast<A>(divisor));
@@ -177,6 +185,12 @@ void dispatch(DataType t, Args&&... args) {
       return F<std::int64_t, std::int64_t>::run(args...);
     case DataType::u8:
       return F<std::uint8_t, std::uint8_t>::run(args...);
+    case DataType::i8:
+      return F<std::int8_t, std::int8_t>::run(args...);
+    case DataType::u32:
+      return F<std::uint32_t, std::uint32_t>::run(args...);
+    case DataType::u64:
+      return F<std::uint64_t, std::uint64_t>::run(args...);
     case DataType::f8e4m3:
       return F<Fp8<__NV_E4M3>, float>::run(args...);
     case DataType::f8e5m2:

@@ -1,6 +1,6 @@
 // Host-side logic of the GPU programs that needs no GPU, no CUDA and no MPI, so CI can unit-test
-// it (tests/gpu/test_gpu_logic.cpp): PCI topology from sysfs, link bandwidth, GEMM flop counts,
-// NVLink-pair planning and the pair split of a message.
+// it (tests/benchmarks/gpu/test_gpu_logic.cpp): PCI topology from sysfs, link bandwidth, GEMM flop
+// counts, NVLink-pair planning and the pair split of a message.
 #pragma once
 
 #include <cstddef>

@@ -70,6 +70,8 @@ class HfreduceGpuBackend final : public ffb::gpu::DeviceBackend {
     }
   }
 
+  // Every type: the host stage's kernels and the paired path's pair_combine (gpu_kernels.cu)
+  // reduce all of them.
   bool supports(DataType, ReduceOp) const override { return true; }
 
   void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override {

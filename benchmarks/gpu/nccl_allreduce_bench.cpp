@@ -38,6 +38,12 @@ std::optional<ncclDataType_t> nccl_type(DataType t) {
       return ncclInt64;
     case DataType::u8:
       return ncclUint8;
+    case DataType::i8:
+      return ncclInt8;
+    case DataType::u32:
+      return ncclUint32;
+    case DataType::u64:
+      return ncclUint64;
     case DataType::f8e4m3:
       return ncclFloat8e4m3;
     case DataType::f8e5m2:

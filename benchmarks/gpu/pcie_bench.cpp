@@ -3,18 +3,23 @@
 // together, then all GPUs of the node at once, so a shared uplink shows (the paper: one A100 moves
 // > 27 GB/s device-to-host alone, two on one root port about 37 GB/s together). Prints the PCI
 // topology it ran on (sysfs). One process drives every GPU of the node, one thread per transfer.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
-#include <sstream>
 #include <thread>
 
 #include <fmt/format.h>
 
+#include "ffb/program.h"
+#include "ffb/provenance.h"
+#include "ffb/results.h"
+#include "ffb/run_output.h"
 #include "ffb/sizes.h"
+#include "ffb/strings.h"
 #include "gpu_logic.h"
-#include "gpu_program.h"
 #include "gpu_util.h"
 
 namespace {
@@ -127,205 +132,251 @@ Measured run_concurrent(const std::vector<Transfer>& xs, Buffers& buffers, std::
   return m;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::stringstream ss(text);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
-
 std::string join_ints(const std::vector<int>& v) {
   std::string s;
   for (std::size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
   return s;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Args {
   std::string bytes_text = "256M", devices_text = "all", memory_text = "pinned,pageable", output,
               label;
   int iters = 10, warmup = 2;
   bool no_groups = false;
-  return gpu::run_program(
-      argc, argv, "pcie_bench",
-      "host<->device bandwidth per GPU, alone and together (R6); GB = 1e9 B",
-      [&](CLI::App& app) {
-        app.add_option("-b,--bytes", bytes_text, "bytes per copy (K/M/G)")->capture_default_str();
-        app.add_option("-n,--iters", iters, "timed copies per transfer")->capture_default_str();
-        app.add_option("-w,--warmup", warmup, "warm-up copies per transfer")->capture_default_str();
-        app.add_option("--devices", devices_text, "GPUs to measure: all or a comma list")
-            ->capture_default_str();
-        app.add_option("--memory", memory_text, "host memory kinds for the alone runs")
-            ->capture_default_str();
-        app.add_flag("--no-groups", no_groups, "skip the shared-root-port and all-GPU runs");
-        app.add_option("--output", output, "append this run to an HDF5 results file");
-        app.add_option("--label", label, "free text stored with the run");
-      },
-      [&](gpu::ProgramContext& ctx) {
-        ffb::check_output(output, ctx.comm);
-        const auto bytes = ffb::parse_size(bytes_text, "--bytes");
-        if (bytes < 4096)
-          throw ffb::UsageError(fmt::format("--bytes {}: give at least 4K", bytes_text));
-        if (iters < 1 || warmup < 0) throw ffb::UsageError("-n >= 1 and -w >= 0, please");
-        std::vector<bool> kinds;
-        for (const auto& m : split_list(memory_text)) {
-          if (m == "pinned")
-            kinds.push_back(true);
-          else if (m == "pageable")
-            kinds.push_back(false);
-          else
-            throw ffb::UsageError(fmt::format("--memory {}: give pinned and/or pageable", m));
-        }
-        const int count = gpu::require_gpus();
-        std::vector<int> devices;
-        if (devices_text == "all") {
-          for (int d = 0; d < count; ++d) devices.push_back(d);
-        } else {
-          for (const auto& s : split_list(devices_text)) {
-            char* end = nullptr;
-            const long d = std::strtol(s.c_str(), &end, 10);
-            if (end == s.c_str() || *end != '\0' || d < 0 || d >= count)
-              throw ffb::UsageError(
-                  fmt::format("--devices {}: give GPU indices 0..{}", s, count - 1));
-            devices.push_back(static_cast<int>(d));
-          }
-        }
-        std::vector<std::string> names;
-        std::vector<ffb::gpu::PciInfo> pci;
-        for (int d : devices) {
-          names.push_back(gpu::describe_device(d));
-          pci.push_back(gpu::read_pci_info(gpu::pci_bus_id(d)));
-        }
+  // From the texts, by validate():
+  std::uint64_t bytes = 0;
+  std::vector<bool> kinds;     // host memory of the alone runs: true = pinned
+  std::vector<int> requested;  // --devices as numbers; empty for "all"
+};
 
-        ffb::RunRecord run;
-        run.attrs["label"] = label;
-        run.attrs["options"] = fmt::format(
-            R"({{"bytes": {}, "iters": {}, "warmup": {}, "devices": "{}", "memory": "{}", "groups": {}}})",
-            bytes, iters, warmup, devices_text, memory_text, no_groups ? "false" : "true");
-        std::string all_names;
-        for (const auto& s : names) all_names += (all_names.empty() ? "" : "; ") + s;
-        ffb::add_provenance(run, ctx.comm, ctx.topology, "pcie_bench", "probe", ctx.argv,
-                            ctx.root() ? all_names : "-");
-        int failed = 0;
-        if (ctx.root()) {
-          int nranks = 1;
-          MPI_Comm_size(ctx.comm, &nranks);
-          if (nranks > 1)
-            fmt::print(
-                "# pcie_bench measures from rank 0 only (it drives every GPU of its node)\n");
-          // ---- topology ----
-          fmt::print("# PCI topology (sysfs) of {}:\n", ctx.topology.host);
-          ffb::Table topo{.name = "pcie_topology", .columns = {}};
-          auto& t_dev = topo.add_i64("device", "1");
-          auto& t_name = topo.add_str("name");
-          auto& t_bus = topo.add_str("bus_id");
-          auto& t_numa = topo.add_i64("numa_node", "1");
-          auto& t_port = topo.add_str("root_port");
-          auto& t_bridges = topo.add_i64("bridges_below_root_port", "count");
-          auto& t_speed = topo.add_str("link_speed");
-          auto& t_width = topo.add_i64("link_width", "count");
-          auto& t_link = topo.add_f64("link_gbps", "GB/s");
-          std::vector<ffb::gpu::PciPath> paths;
-          for (std::size_t i = 0; i < devices.size(); ++i) {
-            const auto& p = pci[i];
-            const double link = gpu::pcie_link_gbps(p.link_speed, p.link_width);
-            const std::string port =
-                p.path.root_port().empty() ? std::string("(on the root bus)") : p.path.root_port();
-            fmt::print(
-                "#  {}: NUMA {}, root complex {}, root port {}, {} bridge(s) below it, link "
-                "{} x{} ({:.1f} GB/s per direction; max {} x{})\n",
-                names[i], p.numa_node, p.path.root_complex.empty() ? "?" : p.path.root_complex,
-                port, p.path.bridges_below_root_port(),
-                p.link_speed.empty() ? "?"
-                                     : gpu::pcie_generation(p.link_speed) + " " + p.link_speed,
-                p.link_width, link, p.max_link_speed.empty() ? "?" : p.max_link_speed,
-                p.max_link_width);
-            paths.push_back(p.path);
-            t_dev.push_back(devices[i]);
-            t_name.push_back(names[i]);
-            t_bus.push_back(p.bus_id);
-            t_numa.push_back(p.numa_node);
-            t_port.push_back(p.path.root_port());
-            t_bridges.push_back(p.path.bridges_below_root_port());
-            t_speed.push_back(p.link_speed);
-            t_width.push_back(p.link_width);
-            t_link.push_back(link);
-          }
-          const auto groups = gpu::group_by_root_port(paths);
-          for (const auto& [port, members] : groups)
-            if (members.size() > 1) {
-              std::vector<int> devs;
-              for (int m : members) devs.push_back(devices[static_cast<std::size_t>(m)]);
-              fmt::print("#  root port {} is shared by GPUs {}\n", port, join_ints(devs));
-            }
-          fmt::print(
-              "# R6 (paper, A100 PCIe Gen4 x16 on EPYC): one GPU device-to-host > 27 GB/s; "
-              "two GPUs on one root port ~37 GB/s together, less in both directions\n");
-          fmt::print("# {} per copy, {} warm-up + {} timed copies per transfer; GB = 1e9 B\n",
-                     ffb::format_size(bytes), warmup, iters);
-          fmt::print("# {:<26} {:>9} {:>9} {:>5} {:>11} {:>22}\n", "scenario", "GPUs", "memory",
-                     "dir", "total GB/s", "per transfer GB/s");
+void add_options(CLI::App& app, Args& a) {
+  app.add_option("-b,--bytes", a.bytes_text, "bytes per copy (K/M/G)")->capture_default_str();
+  app.add_option("-n,--iters", a.iters, "timed copies per transfer")->capture_default_str();
+  app.add_option("-w,--warmup", a.warmup, "warm-up copies per transfer")->capture_default_str();
+  app.add_option("--devices", a.devices_text, "GPUs to measure: all or a comma list")
+      ->capture_default_str();
+  app.add_option("--memory", a.memory_text, "host memory kinds for the alone runs")
+      ->capture_default_str();
+  app.add_flag("--no-groups", a.no_groups, "skip the shared-root-port and all-GPU runs");
+  app.add_option("--output", a.output, "append this run to an HDF5 results file");
+  app.add_option("--label", a.label, "free text stored with the run");
+}
 
-          ffb::Table table{.name = "pcie", .columns = {}};
-          auto& c_scn = table.add_str("scenario");
-          auto& c_gpus = table.add_str("gpus");
-          auto& c_mem = table.add_str("memory");
-          auto& c_dir = table.add_str("direction");
-          auto& c_total = table.add_f64("bandwidth", "GB/s");
-          auto& c_min = table.add_f64("bandwidth_min_transfer", "GB/s");
-          auto& c_max = table.add_f64("bandwidth_max_transfer", "GB/s");
-          Buffers buffers(bytes);
-          auto measure = [&](const std::string& scenario, const std::vector<int>& devs, bool pinned,
-                             Dir dir) {
-            std::vector<Transfer> xs;
-            for (int d : devs) {
-              if (dir != Dir::d2h) xs.push_back({d, true, pinned});
-              if (dir != Dir::h2d) xs.push_back({d, false, pinned});
-            }
-            const auto m = run_concurrent(xs, buffers, bytes, iters, warmup);
-            const double lo = *std::min_element(m.per_transfer.begin(), m.per_transfer.end());
-            const double hi = *std::max_element(m.per_transfer.begin(), m.per_transfer.end());
-            std::string per;
-            for (double v : m.per_transfer)
-              per += fmt::format("{}{:.1f}", per.empty() ? "" : " ", v);
-            fmt::print("  {:<26} {:>9} {:>9} {:>5} {:11.2f}   {}\n", scenario, join_ints(devs),
-                       pinned ? "pinned" : "pageable", name_of(dir), m.total_gbps, per);
-            std::fflush(stdout);
-            c_scn.push_back(scenario);
-            c_gpus.push_back(join_ints(devs));
-            c_mem.emplace_back(pinned ? "pinned" : "pageable");
-            c_dir.emplace_back(name_of(dir));
-            c_total.push_back(m.total_gbps);
-            c_min.push_back(lo);
-            c_max.push_back(hi);
-          };
-          for (int d : devices)
-            for (bool pinned : kinds)
-              for (Dir dir : {Dir::h2d, Dir::d2h, Dir::bidir}) measure("alone", {d}, pinned, dir);
-          if (!no_groups) {
-            for (const auto& [port, members] : groups) {
-              if (members.size() < 2 || members.size() == devices.size()) continue;
-              std::vector<int> devs;
-              for (int m : members) devs.push_back(devices[static_cast<std::size_t>(m)]);
-              for (Dir dir : {Dir::d2h, Dir::h2d, Dir::bidir})
-                measure("root port " + port, devs, true, dir);
-            }
-            if (devices.size() > 1)
-              for (Dir dir : {Dir::d2h, Dir::h2d, Dir::bidir})
-                measure(groups.size() == 1 ? "all GPUs (one root port)" : "all GPUs", devices, true,
-                        dir);
-          }
-          run.tables.push_back(std::move(topo));
-          run.tables.push_back(std::move(table));
-          if (!output.empty())
-            fmt::print("# results appended to {} as /runs/{}\n", output,
-                       ffb::append_run(output, run));
-          std::fflush(stdout);
-        }
-        MPI_Bcast(&failed, 1, MPI_INT, 0, ctx.comm);
-        return failed == 0 ? ffb::kExitOk : ffb::kExitFailure;
-      });
+// Every check that needs no GPU; whether the --devices exist is the run's question.
+void check(Args& a) {
+  a.bytes = ffb::parse_size(a.bytes_text, "--bytes");
+  if (a.bytes < 4096)
+    throw ffb::UsageError(fmt::format("--bytes {}: give at least 4K", a.bytes_text));
+  if (a.iters < 1 || a.warmup < 0) throw ffb::UsageError("-n >= 1 and -w >= 0, please");
+  a.kinds.clear();
+  for (const auto& m : ffb::split_list(a.memory_text)) {
+    if (m == "pinned")
+      a.kinds.push_back(true);
+    else if (m == "pageable")
+      a.kinds.push_back(false);
+    else
+      throw ffb::UsageError(fmt::format("--memory {}: give pinned and/or pageable", m));
+  }
+  a.requested.clear();
+  if (a.devices_text == "all") return;
+  for (const auto& s : ffb::split_list(a.devices_text)) {
+    char* end = nullptr;
+    const long d = std::strtol(s.c_str(), &end, 10);
+    if (end == s.c_str() || *end != '\0' || d < 0 || d > 1 << 20)
+      throw ffb::UsageError(fmt::format("--devices {}: give GPU indices (0, 1, ...) or all", s));
+    a.requested.push_back(static_cast<int>(d));
+  }
+}
+
+// The GPUs measured, with what the driver and sysfs say about them.
+struct Gpus {
+  std::vector<int> devices;
+  std::vector<std::string> names;
+  std::vector<gpu::PciInfo> pci;
+};
+
+Gpus select_gpus(const Args& a) {
+  const int count = gpu::require_gpus();
+  Gpus g;
+  if (a.requested.empty())
+    for (int d = 0; d < count; ++d) g.devices.push_back(d);
+  for (int d : a.requested) {
+    if (d >= count)
+      throw ffb::UsageError(fmt::format("--devices {}: give GPU indices 0..{}", d, count - 1));
+    g.devices.push_back(d);
+  }
+  for (int d : g.devices) {
+    g.names.push_back(gpu::describe_device(d));
+    g.pci.push_back(gpu::read_pci_info(gpu::pci_bus_id(d)));
+  }
+  return g;
+}
+
+// Prints the PCI topology and fills the pcie_topology table; returns the GPUs' indices into
+// g.devices grouped by root port.
+std::map<std::string, std::vector<int>> report_topology(const Gpus& g, const std::string& host,
+                                                        ffb::Table& topo) {
+  fmt::print("# PCI topology (sysfs) of {}:\n", host);
+  auto& t_dev = topo.add_i64("device", "1");
+  auto& t_name = topo.add_str("name");
+  auto& t_bus = topo.add_str("bus_id");
+  auto& t_numa = topo.add_i64("numa_node", "1");
+  auto& t_port = topo.add_str("root_port");
+  auto& t_bridges = topo.add_i64("bridges_below_root_port", "count");
+  auto& t_speed = topo.add_str("link_speed");
+  auto& t_width = topo.add_i64("link_width", "count");
+  auto& t_link = topo.add_f64("link_gbps", "GB/s");
+  std::vector<gpu::PciPath> paths;
+  for (std::size_t i = 0; i < g.devices.size(); ++i) {
+    const auto& p = g.pci[i];
+    const double link = gpu::pcie_link_gbps(p.link_speed, p.link_width);
+    const std::string port =
+        p.path.root_port().empty() ? std::string("(on the root bus)") : p.path.root_port();
+    fmt::print(
+        "#  {}: NUMA {}, root complex {}, root port {}, {} bridge(s) below it, link "
+        "{} x{} ({:.1f} GB/s per direction; max {} x{})\n",
+        g.names[i], p.numa_node, p.path.root_complex.empty() ? "?" : p.path.root_complex, port,
+        p.path.bridges_below_root_port(),
+        p.link_speed.empty() ? "?" : gpu::pcie_generation(p.link_speed) + " " + p.link_speed,
+        p.link_width, link, p.max_link_speed.empty() ? "?" : p.max_link_speed, p.max_link_width);
+    paths.push_back(p.path);
+    t_dev.push_back(g.devices[i]);
+    t_name.push_back(g.names[i]);
+    t_bus.push_back(p.bus_id);
+    t_numa.push_back(p.numa_node);
+    t_port.push_back(p.path.root_port());
+    t_bridges.push_back(p.path.bridges_below_root_port());
+    t_speed.push_back(p.link_speed);
+    t_width.push_back(p.link_width);
+    t_link.push_back(link);
+  }
+  auto groups = gpu::group_by_root_port(paths);
+  for (auto& [port, members] : groups) {
+    for (int& m : members) m = g.devices[static_cast<std::size_t>(m)];  // indices -> devices
+    if (members.size() > 1)
+      fmt::print("#  root port {} is shared by GPUs {}\n", port, join_ints(members));
+  }
+  return groups;
+}
+
+// Runs one scenario (transfers at once), prints its line and adds its row to the pcie table.
+class ScenarioRunner {
+ public:
+  ScenarioRunner(const Args& a, ffb::Table& table)
+      : a_(a),
+        buffers_(a.bytes),
+        c_scn_(table.add_str("scenario")),
+        c_gpus_(table.add_str("gpus")),
+        c_mem_(table.add_str("memory")),
+        c_dir_(table.add_str("direction")),
+        c_total_(table.add_f64("bandwidth", "GB/s")),
+        c_min_(table.add_f64("bandwidth_min_transfer", "GB/s")),
+        c_max_(table.add_f64("bandwidth_max_transfer", "GB/s")) {}
+
+  void measure(const std::string& scenario, const std::vector<int>& devs, bool pinned, Dir dir) {
+    std::vector<Transfer> xs;
+    for (int d : devs) {
+      if (dir != Dir::d2h) xs.push_back({d, true, pinned});
+      if (dir != Dir::h2d) xs.push_back({d, false, pinned});
+    }
+    const auto m = run_concurrent(xs, buffers_, a_.bytes, a_.iters, a_.warmup);
+    const auto [lo, hi] = std::minmax_element(m.per_transfer.begin(), m.per_transfer.end());
+    std::string per;
+    for (double v : m.per_transfer) per += fmt::format("{}{:.1f}", per.empty() ? "" : " ", v);
+    fmt::print("  {:<26} {:>9} {:>9} {:>5} {:11.2f}   {}\n", scenario, join_ints(devs),
+               pinned ? "pinned" : "pageable", name_of(dir), m.total_gbps, per);
+    std::fflush(stdout);
+    c_scn_.push_back(scenario);
+    c_gpus_.push_back(join_ints(devs));
+    c_mem_.emplace_back(pinned ? "pinned" : "pageable");
+    c_dir_.emplace_back(name_of(dir));
+    c_total_.push_back(m.total_gbps);
+    c_min_.push_back(*lo);
+    c_max_.push_back(*hi);
+  }
+
+ private:
+  const Args& a_;
+  Buffers buffers_;
+  // The pcie table's columns (a Table's columns stay put as it grows).
+  std::vector<std::string>& c_scn_;
+  std::vector<std::string>& c_gpus_;
+  std::vector<std::string>& c_mem_;
+  std::vector<std::string>& c_dir_;
+  std::vector<double>& c_total_;
+  std::vector<double>& c_min_;
+  std::vector<double>& c_max_;
+};
+
+// Each GPU alone, then the GPUs of each shared root port together, then all of them.
+void measure_scenarios(const Args& a, const Gpus& g,
+                       const std::map<std::string, std::vector<int>>& groups, ffb::Table& table) {
+  fmt::print(
+      "# R6 (paper, A100 PCIe Gen4 x16 on EPYC): one GPU device-to-host > 27 GB/s; "
+      "two GPUs on one root port ~37 GB/s together, less in both directions\n");
+  fmt::print("# {} per copy, {} warm-up + {} timed copies per transfer; GB = 1e9 B\n",
+             ffb::format_size(a.bytes), a.warmup, a.iters);
+  fmt::print("# {:<26} {:>9} {:>9} {:>5} {:>11} {:>22}\n", "scenario", "GPUs", "memory", "dir",
+             "total GB/s", "per transfer GB/s");
+  ScenarioRunner runner(a, table);
+  for (int d : g.devices)
+    for (bool pinned : a.kinds)
+      for (Dir dir : {Dir::h2d, Dir::d2h, Dir::bidir}) runner.measure("alone", {d}, pinned, dir);
+  if (a.no_groups) return;
+  for (const auto& [port, devs] : groups) {
+    if (devs.size() < 2 || devs.size() == g.devices.size()) continue;
+    for (Dir dir : {Dir::d2h, Dir::h2d, Dir::bidir})
+      runner.measure("root port " + port, devs, true, dir);
+  }
+  if (g.devices.size() > 1)
+    for (Dir dir : {Dir::d2h, Dir::h2d, Dir::bidir})
+      runner.measure(groups.size() == 1 ? "all GPUs (one root port)" : "all GPUs", g.devices, true,
+                     dir);
+}
+
+class PcieBench final : public ffb::Program {
+ public:
+  void add_options(CLI::App& app) override { ::add_options(app, a_); }
+  void validate() override { check(a_); }
+  int run(ffb::ProgramContext& ctx) override {
+    ffb::check_output(a_.output, ctx.comm);
+    const Gpus g = select_gpus(a_);
+    ffb::RunRecord run;
+    run.attrs["label"] = a_.label;
+    run.attrs["options"] = fmt::format(
+        R"({{"bytes": {}, "iters": {}, "warmup": {}, "devices": "{}", "memory": "{}", "groups": {}}})",
+        a_.bytes, a_.iters, a_.warmup, a_.devices_text, a_.memory_text,
+        a_.no_groups ? "false" : "true");
+    std::string all_names;
+    for (const auto& s : g.names) all_names += (all_names.empty() ? "" : "; ") + s;
+    ffb::add_provenance(run, ctx.comm, ctx.topology, "pcie_bench", "probe", ctx.argv,
+                        ctx.root() ? all_names : "-");
+    if (ctx.root()) {
+      if (ctx.size > 1)
+        fmt::print("# pcie_bench measures from rank 0 only (it drives every GPU of its node)\n");
+      ffb::Table topo{.name = "pcie_topology", .columns = {}};
+      const auto groups = report_topology(g, ctx.topology.host, topo);
+      ffb::Table table{.name = "pcie", .columns = {}};
+      measure_scenarios(a_, g, groups, table);
+      run.tables.push_back(std::move(topo));
+      run.tables.push_back(std::move(table));
+    }
+    return ffb::finish_run(ctx.comm, a_.output, run, false);
+  }
+
+ private:
+  Args a_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  PcieBench program;
+  return ffb::run_program(
+      argc, argv,
+      {.name = "pcie_bench",
+       .description = "host<->device bandwidth per GPU, alone and together (R6); GB = 1e9 B",
+       .thread_level = MPI_THREAD_MULTIPLE,
+       .parse = {}},
+      program);
 }

@@ -1,12 +1,12 @@
 // Command-line options of the collective harness (nccl-tests compatible, plus long forms).
 #include <cmath>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "collective_internal.h"
 #include "ffb/error.h"
 #include "ffb/sizes.h"
+#include "ffb/strings.h"
 
 namespace ffb {
 
@@ -40,15 +40,6 @@ namespace {
 constexpr int kMaxIters = 1000000;
 constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
 constexpr std::uint64_t kMaxSizes = 10000;  // message sizes of one sweep (-b .. -e)
-
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
 
 bool may_support_type(const CollectiveBackend& backend, DataType t) {
   for (auto op : kAllReduceOps)

@@ -1,5 +1,8 @@
-// The sweep: for each type, op and size, time out-of-place then in-place, validate, print, record.
-// Every printed row is kept (SweepRow); the HDF5 table and the -J JSON are built from those rows.
+// The sweep, in four steps: plan (the type/op pairs and element counts), measure (time
+// out-of-place then in-place, validate), record (rank 0 keeps every row, SweepRow) and print.
+// What a row's columns are, printed and stored, is declared once in collective_rows.cpp; the HDF5
+// table and the -J JSON are built from the kept rows. The program runs in the one frame
+// (ffb/program.h) through collective_main.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -18,8 +21,10 @@
 
 #include "collective_internal.h"
 #include "collective_json.h"
+#include "collective_rows.h"
 #include "ffb/error.h"
 #include "ffb/hostinfo.h"
+#include "ffb/program.h"
 #include "ffb/provenance.h"
 #include "ffb/sizes.h"
 #include "ffb/stats.h"
@@ -91,29 +96,51 @@ struct Progress {
   }
 };
 
-struct PlacementResult {
-  std::vector<double> t_max, t_min, t_avg, t_rank0;  // per iteration, us (valid on rank 0)
-  Summary summary;
-  double time_us = 0, algbw = 0, busbw = 0;
-  std::int64_t wrong = -1;
-  double accuracy = std::nan("");
-  std::vector<Metric> metrics;  // mean over iterations, slowest rank; + ceiling_fraction
-};
-
-// One printed row: a size, type and op, out-of-place (place[0]) and in-place (place[1]).
-struct SweepRow {
-  std::uint64_t bytes = 0;
-  std::uint64_t count = 0;
-  DataType type = DataType::f32;
-  ReduceOp op = ReduceOp::sum;
-  std::array<PlacementResult, 2> place;
-};
-
 struct SweepOutcome {
   bool ok = true;
   std::int64_t total_wrong = 0;
   BusbwAverages averages;
 };
+
+// The sweep as planned before anything is measured: for each type and op (in -d, -o order)
+// either the element counts to measure or a skip (the backend refuses the pair here).
+struct PlannedRow {
+  DataType type;
+  ReduceOp op;
+  std::size_t count;
+};
+struct PlannedPair {
+  DataType type;
+  ReduceOp op;
+  bool supported;
+  std::vector<PlannedRow> rows;
+};
+struct SweepPlan {
+  std::vector<PlannedPair> pairs;
+  std::uint64_t max_bytes = 0;
+  bool rounded = false;  // some size is no multiple of some element size
+};
+
+SweepPlan plan_sweep(const std::vector<std::uint64_t>& sizes, const CollectiveOptions& opt,
+                     const CollectiveBackend& backend) {
+  SweepPlan plan;
+  plan.max_bytes = sizes.empty() ? 0 : sizes.back();
+  for (auto s : sizes)
+    for (auto t : opt.types) plan.rounded = plan.rounded || s % size_of(t) != 0;
+  for (auto t : opt.types)
+    for (auto op : opt.ops) {
+      PlannedPair pair{.type = t, .op = op, .supported = backend.supports(t, op), .rows = {}};
+      if (pair.supported)
+        for (auto s : sizes) {
+          const std::size_t count = s / size_of(t);
+          // Rounding to whole elements can make two sizes one.
+          if (pair.rows.empty() || pair.rows.back().count != count)
+            pair.rows.push_back({t, op, count});
+        }
+      plan.pairs.push_back(std::move(pair));
+    }
+  return plan;
+}
 
 class Runner {
  public:
@@ -126,8 +153,10 @@ class Runner {
 
  private:
   void prepare(std::uint64_t max_bytes);
-  void sweep_type_op(const std::vector<std::uint64_t>& sizes, DataType t, ReduceOp op,
-                     SweepOutcome& outcome);
+  void print_start(const SweepPlan& plan) const;
+  SweepRow measure_row(const PlannedRow& planned);
+  void record_row(SweepRow row, SweepOutcome& outcome);
+  void print_row(const SweepRow& row) const;
   PlacementResult measure(std::size_t count, DataType t, ReduceOp op, bool in_place);
   std::int64_t validate(std::size_t count, DataType t, ReduceOp op, bool in_place);
   double accuracy(std::size_t count, DataType t, ReduceOp op, bool in_place);
@@ -288,93 +317,7 @@ double Runner::accuracy(std::size_t count, DataType t, ReduceOp op, bool in_plac
   return global;
 }
 
-// ---- the printed table: nccl-tests' columns at nccl-tests' positions, extras after the last ----
-
-// A number in at most `width` characters as nccl-tests prints its cells: two decimals, else one,
-// else none, else an exponent.
-std::string cell_text(double v, int width) {
-  for (int precision = 2; precision >= 0; --precision) {
-    std::string s = fmt::format("{:{}.{}f}", v, width, precision);
-    if (static_cast<int>(s.size()) <= width) return s;
-  }
-  return fmt::format("{:{}.{}e}", v, width, width >= 7 ? 1 : 0);
-}
-
-constexpr const char* kColumns =
-    "# {:>10}  {:>12}  {:>8}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  {:>6}  {:>7}  {:>6}  {:>6}  "
-    "{:>6}\n";
-
-void print_table_header(bool extras) {
-  fmt::print(
-      "#\n# {:50}           out-of-place                       in-place{}\n", "",
-      extras ? "          (extras after the last column: # out-of-place: ...; in-place: ...)" : "");
-  fmt::print(fmt::runtime(kColumns), "size", "count", "type", "redop", "root", "time", "algbw",
-             "busbw", "#wrong", "time", "algbw", "busbw", "#wrong");
-  fmt::print(fmt::runtime(kColumns), "(B)", "(elements)", "", "", "", "(us)", "(GB/s)", "(GB/s)",
-             "", "(us)", "(GB/s)", "(GB/s)", "");
-}
-
-// The 13 cells nccl-tests prints: size count type redop root, then time algbw busbw #wrong for
-// out-of-place and for in-place (#wrong "N/A" under -c 0).
-std::string row_text(const SweepRow& row, bool check) {
-  std::string line = fmt::format("{:>12}  {:>12}  {:>8}  {:>6}  {:>6}", row.bytes, row.count,
-                                 name_of(row.type), name_of(row.op), -1);
-  for (const auto& r : row.place)
-    line +=
-        fmt::format("  {:>7}  {:>6}  {:>6}  {:>6}", cell_text(r.time_us, 7), cell_text(r.algbw, 6),
-                    cell_text(r.busbw, 6), check ? std::to_string(r.wrong) : std::string("N/A"));
-  return line;
-}
-
-// One placement's extras: "(MPI fallback)", "26% of ceiling", "stage_copy_in=28.6", "acc=0.123".
-std::string placement_extras(const PlacementResult& r, bool show_metrics, bool accuracy) {
-  std::vector<std::string> items;
-  if (show_metrics) {
-    for (const auto& m : r.metrics) {
-      if (m.name == "fallback") {
-        if (m.value > 0) items.emplace_back("(MPI fallback)");
-      } else if (m.name == "ceiling_fraction") {
-        items.push_back(fmt::format("{:.0f}% of ceiling", 100.0 * m.value));
-      } else {
-        items.push_back(fmt::format("{}={:.1f}", m.name, m.value));
-      }
-    }
-  }
-  if (accuracy && !std::isnan(r.accuracy)) items.push_back(fmt::format("acc={:.3f}", r.accuracy));
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-// After the last column, so that every nccl-tests cell keeps its position on every row:
-// "  # out-of-place: ...; in-place: ..." (empty when neither placement has any).
-std::string row_extras(const SweepRow& row, bool show_metrics, bool accuracy) {
-  std::string out;
-  for (std::size_t p = 0; p < row.place.size(); ++p) {
-    const auto items = placement_extras(row.place[p], show_metrics, accuracy);
-    if (items.empty()) continue;
-    out += fmt::format("{}{}: {}", out.empty() ? "  # " : "; ",
-                       p == 0 ? "out-of-place" : "in-place", items);
-  }
-  return out;
-}
-
-BusbwAverages busbw_averages(const std::vector<SweepRow>& rows) {
-  BusbwAverages a;
-  double all = 0, large = 0;
-  for (const auto& row : rows)
-    for (const auto& r : row.place) {
-      all += r.busbw;
-      ++a.all_values;
-      if (row.bytes >= BusbwAverages::kLargeBytes) {
-        large += r.busbw;
-        ++a.large_values;
-      }
-    }
-  a.all = a.all_values > 0 ? all / static_cast<double>(a.all_values) : std::nan("");
-  a.large = a.large_values > 0 ? large / static_cast<double>(a.large_values) : std::nan("");
-  return a;
-}
+// ---- the footer ----
 
 // nccl-tests' two footer lines in its meaning (the average over every printed row, both
 // placements), then ours over the sizes >= 1 MiB on a line of its own.
@@ -389,68 +332,6 @@ void print_footer(const SweepOutcome& o, bool check) {
   else
     fmt::print("# {:<20} : n/a (no size >= 1 MiB in this sweep)\n", "Mean busbw >= 1 MiB");
   fmt::print("#\n");
-}
-
-// ---- the HDF5 table: two rows per printed row (out-of-place, in-place) ----
-
-Table collective_table(const std::vector<SweepRow>& rows, std::size_t iters) {
-  Table table{.name = "collective", .columns = {}};
-  auto& c_size = table.add_i64("size", "B");
-  auto& c_count = table.add_i64("count", "count");
-  auto& c_type = table.add_str("type");
-  auto& c_op = table.add_str("redop");
-  auto& c_place = table.add_str("placement");
-  auto& c_time = table.add_f64("time", "us");
-  auto& c_mean = table.add_f64("time_mean", "us");
-  auto& c_min = table.add_f64("time_min", "us");
-  auto& c_p50 = table.add_f64("time_p50", "us");
-  auto& c_p99 = table.add_f64("time_p99", "us");
-  auto& c_max = table.add_f64("time_max", "us");
-  auto& c_alg = table.add_f64("algbw", "GB/s");
-  auto& c_bus = table.add_f64("busbw", "GB/s");
-  auto& c_wrong = table.add_i64("wrong", "count");
-  auto& c_acc = table.add_f64("accuracy", "1");
-  auto& c_it_max = table.add_f64("iter_time_max", "us", iters);
-  auto& c_it_min = table.add_f64("iter_time_min", "us", iters);
-  auto& c_it_avg = table.add_f64("iter_time_avg", "us", iters);
-  auto& c_it_r0 = table.add_f64("iter_time_rank0", "us", iters);
-  std::map<std::string, std::pair<std::string, std::vector<double>>> metric_cols;
-  for (const auto& row : rows) {
-    for (std::size_t p = 0; p < row.place.size(); ++p) {
-      const auto& r = row.place[p];
-      c_size.push_back(static_cast<std::int64_t>(row.bytes));
-      c_count.push_back(static_cast<std::int64_t>(row.count));
-      c_type.emplace_back(name_of(row.type));
-      c_op.emplace_back(name_of(row.op));
-      c_place.emplace_back(p == 0 ? "out-of-place" : "in-place");
-      c_time.push_back(r.time_us);
-      c_mean.push_back(r.summary.mean);
-      c_min.push_back(r.summary.min);
-      c_p50.push_back(r.summary.p50);
-      c_p99.push_back(r.summary.p99);
-      c_max.push_back(r.summary.max);
-      c_alg.push_back(r.algbw);
-      c_bus.push_back(r.busbw);
-      c_wrong.push_back(r.wrong);
-      c_acc.push_back(r.accuracy);
-      c_it_max.insert(c_it_max.end(), r.t_max.begin(), r.t_max.end());
-      c_it_min.insert(c_it_min.end(), r.t_min.begin(), r.t_min.end());
-      c_it_avg.insert(c_it_avg.end(), r.t_avg.begin(), r.t_avg.end());
-      c_it_r0.insert(c_it_r0.end(), r.t_rank0.begin(), r.t_rank0.end());
-      const std::size_t index = c_size.size() - 1;
-      for (const auto& m : r.metrics) {
-        auto& col = metric_cols[m.name];
-        col.first = m.units;
-        col.second.resize(index, std::nan(""));
-        col.second.push_back(m.value);
-      }
-    }
-  }
-  for (auto& [name, col] : metric_cols) {
-    col.second.resize(c_size.size(), std::nan(""));
-    table.add_f64(name, col.first) = col.second;
-  }
-  return table;
 }
 
 // ---- the sweep ----
@@ -478,61 +359,63 @@ void Runner::prepare(std::uint64_t max_bytes) {
                     [this] { return progress_.describe(backend_.collective()); });
 }
 
-void Runner::sweep_type_op(const std::vector<std::uint64_t>& sizes, DataType t, ReduceOp op,
-                           SweepOutcome& outcome) {
-  const bool root = topo_.rank == 0;
-  progress_.type.store(static_cast<int>(t));
-  progress_.op.store(static_cast<int>(op));
-  std::optional<std::size_t> last_count;
-  for (auto s : sizes) {
-    const std::size_t count = s / size_of(t);
-    if (last_count && *last_count == count) continue;  // rounding made a duplicate
-    last_count = count;
-    SweepRow row{.bytes = count * size_of(t), .count = count, .type = t, .op = op, .place = {}};
-    progress_.bytes.store(row.bytes);
-    row.place[0] = measure(count, t, op, false);
-    row.place[1] = measure(count, t, op, true);
-    if (!root) continue;
-    const double ceiling = backend_.algbw_ceiling(row.bytes);
-    for (auto& r : row.place) {
-      if (ceiling > 0) r.metrics.push_back({"ceiling_fraction", "1", r.algbw / ceiling});
-      if (r.wrong > 0 || (!std::isnan(r.accuracy) && r.accuracy > 1.0)) outcome.ok = false;
-      outcome.total_wrong += std::max<std::int64_t>(r.wrong, 0);
-    }
-    fmt::print("{}{}\n", row_text(row, opt_.check),
-               row_extras(row, backend_.print_metrics(), opt_.accuracy));
-    std::fflush(stdout);
-    rows_.push_back(std::move(row));
+SweepRow Runner::measure_row(const PlannedRow& planned) {
+  const auto [t, op, count] = planned;
+  SweepRow row{.bytes = count * size_of(t), .count = count, .type = t, .op = op, .place = {}};
+  progress_.bytes.store(row.bytes);
+  row.place[0] = measure(count, t, op, false);
+  row.place[1] = measure(count, t, op, true);
+  return row;
+}
+
+// Rank 0 keeps the row, with its ceiling fraction, and counts it into the verdict.
+void Runner::record_row(SweepRow row, SweepOutcome& outcome) {
+  const double ceiling = backend_.algbw_ceiling(row.bytes);
+  for (auto& r : row.place) {
+    if (ceiling > 0) r.metrics.push_back({"ceiling_fraction", "1", r.algbw / ceiling});
+    if (r.wrong > 0 || (!std::isnan(r.accuracy) && r.accuracy > 1.0)) outcome.ok = false;
+    outcome.total_wrong += std::max<std::int64_t>(r.wrong, 0);
   }
+  rows_.push_back(std::move(row));
+}
+
+void Runner::print_row(const SweepRow& row) const {
+  fmt::print("{}{}\n", row_text(row, opt_.check),
+             row_extras(row, backend_.print_metrics(), opt_.accuracy));
+  std::fflush(stdout);
+}
+
+void Runner::print_start(const SweepPlan& plan) const {
+  if (plan.rounded)
+    fmt::print(
+        "# note: sizes that are not a multiple of the element size are rounded down to "
+        "whole elements\n");
+  print_table_header(backend_.print_metrics() || opt_.accuracy);
+  std::fflush(stdout);
 }
 
 SweepOutcome Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record) {
   const bool root = topo_.rank == 0;
-  prepare(sizes.empty() ? 0 : sizes.back());
+  const SweepPlan plan = plan_sweep(sizes, opt_, backend_);
+  prepare(plan.max_bytes);
   record.attrs["timer"] = clock_.description();
-
-  bool rounded = false;
-  for (auto s : sizes)
-    for (auto t : opt_.types) rounded = rounded || s % size_of(t) != 0;
-  if (root && rounded)
-    fmt::print(
-        "# note: sizes that are not a multiple of the element size are rounded down to "
-        "whole elements\n");
-  if (root) {
-    print_table_header(backend_.print_metrics() || opt_.accuracy);
-    std::fflush(stdout);
-  }
+  if (root) print_start(plan);
 
   SweepOutcome outcome;
-  for (auto t : opt_.types) {
-    for (auto op : opt_.ops) {
-      if (!backend_.supports(t, op)) {
-        if (root)
-          fmt::print("# skipped {} {}: not supported by the {} backend\n", name_of(t), name_of(op),
-                     backend_.name());
-        continue;
-      }
-      sweep_type_op(sizes, t, op, outcome);
+  for (const auto& pair : plan.pairs) {
+    if (!pair.supported) {
+      if (root)
+        fmt::print("# skipped {} {}: not supported by the {} backend\n", name_of(pair.type),
+                   name_of(pair.op), backend_.name());
+      continue;
+    }
+    progress_.type.store(static_cast<int>(pair.type));
+    progress_.op.store(static_cast<int>(pair.op));
+    for (const auto& planned : pair.rows) {
+      SweepRow row = measure_row(planned);
+      if (!root) continue;
+      record_row(std::move(row), outcome);
+      print_row(rows_.back());
     }
   }
   // Every rank learns the verdict (validation counts are already global; accuracy too).
@@ -716,21 +599,20 @@ void write_outputs(const RunRecord& record, const CollectiveOptions& opt,
   std::fflush(stdout);
 }
 
-int run_collective(const std::string& program, const std::vector<std::string>& argv,
+int run_collective(const std::string& program, const ProgramContext& ctx,
                    const ParsedCommandLine& parsed, const std::string& json_path,
                    CollectiveBackend& backend, MPI_Comm& comm) {
   const auto& opt = parsed.options;
-  check_launcher(MPI_COMM_WORLD);
   check_json_collectively(json_path, opt.output, MPI_COMM_WORLD);
   check_output(opt.output, MPI_COMM_WORLD);
   const std::string start_time = nccl_tests_time_now();
   MPI_Comm_dup(MPI_COMM_WORLD, &comm);
-  const Topology topo = discover_topology(comm);
+  const Topology& topo = ctx.topology;  // the frame's, of the world this communicator duplicates
   if (opt.inject_corrupt_rank >= topo.size || opt.inject_stall_rank >= topo.size)
     throw UsageError("--inject-*-rank: rank out of range");
   backend.setup(BackendContext{comm, &topo, &opt});
 
-  RunRecord record = make_record(program, argv, opt, backend, comm, topo);
+  RunRecord record = make_record(program, ctx.argv, opt, backend, comm, topo);
   if (topo.rank == 0) print_header(program, backend, opt, topo, record);
 
   Runner runner(comm, topo, opt, backend);
@@ -742,7 +624,7 @@ int run_collective(const std::string& program, const std::vector<std::string>& a
   }
   if (topo.rank == 0)
     write_outputs(record, opt, json_path,
-                  JsonRunInfo{.argv = argv,
+                  JsonRunInfo{.argv = ctx.argv,
                               .start_time = start_time,
                               .end_time = {},
                               .averages = outcome.averages,
@@ -753,45 +635,83 @@ int run_collective(const std::string& program, const std::vector<std::string>& a
   return rc;
 }
 
+// The collective as a program of the one frame (ffb/program.h): the frame starts MPI, calls the
+// harness's own parser (ProgramSpec::parse), checks the launcher, finds the topology and maps
+// exceptions to exit codes; run() is the sweep.
+class CollectiveProgram final : public Program {
+ public:
+  CollectiveProgram(std::string program, CollectiveBackend& backend)
+      : program_(std::move(program)), backend_(backend), with_json_(backend) {}
+  CollectiveProgram(const CollectiveProgram&) = delete;
+  CollectiveProgram& operator=(const CollectiveProgram&) = delete;
+
+  // The frame's parse hook: the help (or --check-args verdict) text, or "" to run.
+  std::string parse(int argc, char** argv) {
+    parsed_ = parse_command_line(argc, argv, program_, with_json_);
+    return parsed_.help_text;
+  }
+
+  void add_options(CLI::App& /*app*/) override {}  // unused: the frame calls parse() instead
+
+  int run(ProgramContext& ctx) override {
+    int rc = kExitFailure;
+    try {
+      rc = run_collective(program_, ctx, parsed_, with_json_.path(), backend_, comm_);
+    } catch (...) {
+      // Free MPI and device objects while MPI is up, but only where no peer can be left waiting
+      // in a collective: an error every rank shares, or a single rank. Otherwise the frame aborts.
+      if (every_rank_knows(std::current_exception()) || ctx.size == 1) release();
+      throw;
+    }
+    release();
+    return rc;
+  }
+
+ private:
+  static bool every_rank_knows(const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const UsageError&) {
+      return true;
+    } catch (const SkipError&) {
+      return true;
+    } catch (const AgreedFailure&) {
+      return true;
+    } catch (...) {
+      return false;
+    }
+  }
+  // Idempotent: the backend's teardown, then the benchmark's communicator.
+  void release() {
+    if (released_) return;
+    released_ = true;
+    backend_.teardown();
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+  }
+
+  std::string program_;
+  CollectiveBackend& backend_;
+  OutputFileOption with_json_;
+  ParsedCommandLine parsed_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  bool released_ = false;
+};
+
 }  // namespace
 
 int collective_main(int argc, char** argv, const std::string& program,
                     std::unique_ptr<CollectiveBackend> backend) {
-  std::optional<MpiSession> mpi;
-  try {
-    mpi.emplace(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: %s\n", program.c_str(), e.what());
-    return kExitFailure;
+  int rc = kExitFailure;
+  {
+    CollectiveProgram collective(program, *backend);
+    const ProgramSpec spec{
+        .name = program,
+        .description = fmt::format("{} {} benchmark", backend->name(), backend->collective()),
+        .thread_level = MPI_THREAD_MULTIPLE,
+        .parse = [&collective](int c, char** v) { return collective.parse(c, v); }};
+    rc = run_program(argc, argv, spec, collective);
   }
-  int world_rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-  const bool root = world_rank == 0;
-  MPI_Comm comm = MPI_COMM_NULL;
-  int rc = kExitOk;
-  try {
-    OutputFileOption with_json(*backend);
-    const auto parsed = parse_command_line(argc, argv, program, with_json);
-    if (!parsed.help_text.empty()) {
-      if (root) std::fputs(parsed.help_text.c_str(), stdout);
-      return kExitOk;
-    }
-    rc = run_collective(program, std::vector<std::string>(argv, argv + argc), parsed,
-                        with_json.path(), *backend, comm);
-  } catch (const UsageError& e) {
-    if (root) std::fprintf(stderr, "%s: error: %s\n", program.c_str(), e.what());
-    rc = kExitUsage;
-  } catch (const SkipError& e) {
-    if (root) std::fprintf(stderr, "%s: skipped: %s\n", program.c_str(), e.what());
-    rc = kExitSkipped;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: rank %d: error: %s\n", program.c_str(), world_rank, e.what());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, kExitFailure);
-  }
-  backend->teardown();  // idempotent; frees MPI/CUDA objects while MPI is still up
   backend.reset();
-  if (comm != MPI_COMM_NULL) MPI_Comm_free(&comm);
   return rc;
 }
 

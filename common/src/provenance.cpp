@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ffb/cpu.h"
+#include "ffb/features.h"  // generated: the optional features this build has
 #include "ffb/link_rate.h"
 
 extern char** environ;  // NOLINT: POSIX
@@ -74,6 +75,7 @@ void add_provenance(RunRecord& run, MPI_Comm comm, const Topology& topo, const s
   a["kind"] = kind;
   a["suite_version"] = std::string(FFB_VERSION);
   a["git_commit"] = std::string(FFB_GIT_COMMIT);
+  a["features"] = std::string(FFB_FEATURES);
   a["date"] = iso8601_now();
   a["command_line"] = join_command_line(argv);
   a["hosts"] = topo.hosts;

@@ -1,5 +1,5 @@
 // The HDF5 results writer and its checks (layout, crash safety and fault points:
-// results/SCHEMA.md; the Python writer scripts/ffbenchlib/h5io.py does the same steps).
+// results/SCHEMA.md; the Python writer python/ffbench/data/h5io.py does the same steps).
 //
 // A results file is *single* (the run groups inside it) or an *index* (root attr layout =
 // "index"; /runs/<id> are external links into segment files FILE.runs-<hex>/<id>.h5). The first

@@ -2,8 +2,11 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <new>
+#include <optional>
 #include <sched.h>
 #include <string>
+#include <system_error>
 
 #include "copy/copy_stage.h"
 #include "ffb/mpi_types.h"
@@ -29,8 +32,37 @@ const char* name_of(Status s) {
       return "transport_error";
     case Status::system_error:
       return "system_error";
+    case Status::internal_error:
+      return "internal_error";
   }
   return "?";
+}
+
+std::optional<OptionProblem> find_option_problem(const Options& options) {
+  const auto problem = [](OptionField field, std::string message) {
+    return std::optional<OptionProblem>(OptionProblem{field, "hfreduce: " + std::move(message)});
+  };
+  if (options.chunk_bytes < kMinChunkBytes || options.chunk_bytes > kMaxChunkBytes)
+    return problem(OptionField::chunk_bytes, "chunk_bytes " + std::to_string(options.chunk_bytes) +
+                                                 " is outside [4 KiB, 1 GiB]");
+  if (options.pipeline_depth < kMinPipelineDepth || options.pipeline_depth > kMaxPipelineDepth)
+    return problem(
+        OptionField::pipeline_depth,
+        "pipeline_depth " + std::to_string(options.pipeline_depth) + " is outside [2, 64]");
+  if (options.reduce_threads < 1 || options.reduce_threads > kMaxReduceThreads)
+    return problem(
+        OptionField::reduce_threads,
+        "reduce_threads " + std::to_string(options.reduce_threads) + " is outside [1, 256]");
+  if (!(options.timeout_s > 0))
+    return problem(OptionField::timeout_s, "timeout_s must be positive");
+  if (options.ranks_per_node < 0)
+    return problem(OptionField::ranks_per_node, "ranks_per_node must be >= 0");
+  return std::nullopt;
+}
+
+void validate_options(const Options& options) {
+  if (auto problem = find_option_problem(options))
+    throw Error(Status::invalid_argument, problem->message);
 }
 
 struct Request::State {
@@ -60,6 +92,23 @@ std::size_t round_up(std::size_t v, std::size_t m) { return (v + m - 1) / m * m;
 
 // Messages at least this large stream their copy-out (they do not fit the caches anyway).
 constexpr std::size_t kStreamingBytes = 4u << 20;
+
+// The library's boundary promise: whatever the standard library throws inside (threads that
+// cannot start, memory that cannot be had) leaves as hfreduce::Error, with `where` in the message.
+template <class F>
+auto as_hfreduce_error(const std::string& where, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::bad_alloc&) {
+    throw Error(Status::system_error, "hfreduce: " + where + ": out of memory");
+  } catch (const std::system_error& e) {
+    throw Error(Status::system_error, "hfreduce: " + where + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw Error(Status::internal_error, "hfreduce: " + where + ": " + e.what());
+  }
+}
 
 }  // namespace
 
@@ -101,22 +150,7 @@ struct Communicator::Impl {
 };
 
 Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
-  if (options.chunk_bytes < 4096 || options.chunk_bytes > (1ull << 30))
-    throw Error(Status::invalid_argument, "hfreduce: chunk_bytes " +
-                                              std::to_string(options.chunk_bytes) +
-                                              " is outside [4 KiB, 1 GiB]");
-  if (options.pipeline_depth < 2 || options.pipeline_depth > 64)
-    throw Error(Status::invalid_argument, "hfreduce: pipeline_depth " +
-                                              std::to_string(options.pipeline_depth) +
-                                              " is outside [2, 64]");
-  if (options.reduce_threads < 1 || options.reduce_threads > 256)
-    throw Error(Status::invalid_argument, "hfreduce: reduce_threads " +
-                                              std::to_string(options.reduce_threads) +
-                                              " is outside [1, 256]");
-  if (!(options.timeout_s > 0))
-    throw Error(Status::invalid_argument, "hfreduce: timeout_s must be positive");
-  if (options.ranks_per_node < 0)
-    throw Error(Status::invalid_argument, "hfreduce: ranks_per_node must be >= 0");
+  validate_options(options);
 
   MPI_Query_thread(&thread_level);
   MPI_Comm_dup(comm, &world);
@@ -268,7 +302,7 @@ void Communicator::Impl::execute(const OpDesc& op) {
   else
     copier->begin_op(op.stream);
   try {
-    run_pipeline(op);
+    as_hfreduce_error(where(), [&] { run_pipeline(op); });
   } catch (...) {
     copier->end_op();
     throw;
@@ -277,166 +311,227 @@ void Communicator::Impl::execute(const OpDesc& op) {
   times.wait_us = waits.waited_us;
 }
 
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double elapsed_us(Clock::time_point t0) {
+  return std::chrono::duration<double, std::micro>(Clock::now() - t0).count();
+}
+
+// One operation's three stages on this rank, per chunk: copy-in, the slice reduce and copy-out
+// (Communicator::Impl::run_pipeline interleaves them). Holds what every chunk of the op shares.
+class ChunkSteps {
+ public:
+  ChunkSteps(Communicator::Impl& impl, const OpDesc& op)
+      : impl_(impl),
+        op_(op),
+        es_(ffb::size_of(op.type)),
+        chunk_elems_(impl.seg.slot_bytes / es_),
+        nchunks_((op.count + chunk_elems_ - 1) / chunk_elems_),
+        local_size_(impl.layout.local_size),
+        me_(impl.layout.local_rank),
+        bcast_(op.kind == OpKind::broadcast),
+        root_node_(op.kind == OpKind::allreduce ? -1 : impl.node_of_rank[op.root]),
+        root_local_(op.kind == OpKind::allreduce ? -1 : impl.local_of_rank[op.root]),
+        is_root_(op.kind != OpKind::allreduce && op.root == impl.layout.rank),
+        direct_own_(impl.copier->user_buffer_host_readable() && !bcast_),
+        multi_(impl.layout.nnodes > 1),
+        intra_op_(op.op == ReduceOp::avg && multi_ ? ReduceOp::sum : op.op),
+        streaming_(impl.options.streaming_stores && op.count * es_ >= kStreamingBytes),
+        copies_out_(op.kind != OpKind::reduce || is_root_),
+        first_(impl.ticket),
+        timeout_(impl.options.timeout_s) {}
+
+  std::size_t nchunks() const { return nchunks_; }
+  std::size_t chunk_elems() const { return chunk_elems_; }
+  std::uint32_t first_ticket() const { return first_; }
+  void copy_in(std::size_t c);
+  void reduce(std::size_t c);
+  void copy_out(std::size_t c);
+
+ private:
+  struct ChunkInfo {
+    std::size_t index;
+    std::uint32_t ticket;
+    int slot;
+    std::size_t offset, n;
+  };
+  ChunkInfo info(std::size_t c) const {
+    const std::uint32_t t = first_ + static_cast<std::uint32_t>(c) + 1u;
+    return ChunkInfo{c, t, static_cast<int>(t % static_cast<std::uint32_t>(impl_.seg.depth)),
+                     c * chunk_elems_, std::min(chunk_elems_, op_.count - c * chunk_elems_)};
+  }
+  // The timeout message of a wait, built only when the wait times out.
+  auto describe(const std::string& what, std::size_t c) const {
+    return [this, what, c] { return timeout_message(what, c); };
+  }
+  std::string timeout_message(const std::string& what, std::size_t c) const;
+  void broadcast_slice(const ChunkInfo& ci, char* out, std::size_t b, std::size_t e);
+  void reduce_slice(const ChunkInfo& ci, char* out, std::size_t b, std::size_t e);
+
+  Communicator::Impl& impl_;
+  const OpDesc& op_;
+  const std::size_t es_, chunk_elems_, nchunks_;
+  const int local_size_, me_;
+  const bool bcast_;
+  const int root_node_, root_local_;
+  const bool is_root_, direct_own_, multi_;
+  const ReduceOp intra_op_;
+  const bool streaming_, copies_out_;
+  const std::uint32_t first_;
+  const node::Seconds timeout_;
+};
+
+std::string ChunkSteps::timeout_message(const std::string& what, std::size_t c) const {
+  std::string msg = "hfreduce: " + impl_.where() + " timed out after " +
+                    std::to_string(impl_.options.timeout_s) + " s waiting for " + what +
+                    " of chunk " + std::to_string(c) + " of " + std::to_string(nchunks_);
+  if (impl_.network && impl_.network->error()) {
+    try {
+      std::rethrow_exception(impl_.network->error());
+    } catch (const std::exception& e) {
+      msg += " (network: " + std::string(e.what()) + ")";
+    }
+  }
+  return msg;
+}
+
+void ChunkSteps::copy_in(std::size_t c) {
+  const auto ci = info(c);
+  const auto& seg = impl_.seg;
+  for (int r = 0; r < local_size_; ++r)  // the slot's previous chunk has been copied out everywhere
+    node::wait_reached(seg.used(r, ci.slot), ci.ticket - static_cast<std::uint32_t>(seg.depth),
+                       timeout_, impl_.waits,
+                       describe("local rank " + std::to_string(r) + " to free a slot", c));
+  const auto t0 = Clock::now();
+  const bool contributes = !bcast_ || is_root_;
+  if (contributes) {
+    const auto* src = static_cast<const char*>(bcast_ ? op_.recv : op_.send) + ci.offset * es_;
+    char* dst = seg.input_slot(me_, ci.slot);
+    auto& copier = *impl_.copier;
+    if (direct_own_) {  // everything but the slice this rank reduces itself
+      const auto [b, e] = slice_range(ci.n, local_size_, me_);
+      copier.start_copy_in(dst, src, b * es_);
+      copier.start_copy_in(dst + e * es_, src + e * es_, (ci.n - e) * es_);
+    } else {
+      copier.start_copy_in(dst, src, ci.n * es_);
+    }
+    copier.finish_copy_in();
+  }
+  node::publish(seg.input(me_, ci.slot), ci.ticket);
+  impl_.times.copy_in_us += elapsed_us(t0);
+}
+
+// Broadcast: the root node's leader data, zeros elsewhere (OR-combined in the tree).
+void ChunkSteps::broadcast_slice(const ChunkInfo& ci, char* out, std::size_t b, std::size_t e) {
+  const auto& seg = impl_.seg;
+  if (root_node_ != impl_.layout.node) {
+    std::memset(out, 0, (e - b) * es_);
+    return;
+  }
+  node::wait_reached(seg.input(root_local_, ci.slot), ci.ticket, timeout_, impl_.waits,
+                     describe("the root's input", ci.index));
+  const auto t0 = Clock::now();
+  std::memcpy(out, seg.input_slot(root_local_, ci.slot) + b * es_, (e - b) * es_);
+  impl_.times.intra_reduce_us += elapsed_us(t0);
+}
+
+void ChunkSteps::reduce_slice(const ChunkInfo& ci, char* out, std::size_t b, std::size_t e) {
+  const auto& seg = impl_.seg;
+  std::vector<const void*> inputs(static_cast<std::size_t>(local_size_));
+  for (int r = 0; r < local_size_; ++r) {
+    if (r == me_ && direct_own_) {
+      inputs[r] = static_cast<const char*>(op_.send) + (ci.offset + b) * es_;
+      continue;
+    }
+    node::wait_reached(seg.input(r, ci.slot), ci.ticket, timeout_, impl_.waits,
+                       describe("local rank " + std::to_string(r) + "'s input", ci.index));
+    inputs[r] = seg.input_slot(r, ci.slot) + b * es_;
+  }
+  const auto t0 = Clock::now();
+  const int parts = impl_.team->size();
+  const std::size_t n = e - b;
+  impl_.team->run([&](int part) {
+    const auto [pb, pe] = slice_range(n, parts, part);
+    if (pe == pb) return;
+    std::vector<const void*> in(inputs.size());
+    for (std::size_t i = 0; i < in.size(); ++i)
+      in[i] = static_cast<const char*>(inputs[i]) + pb * es_;
+    kernels::reduce(op_.type, intra_op_, in.data(), local_size_, out + pb * es_, pe - pb,
+                    impl_.layout.size);
+  });
+  impl_.times.intra_reduce_us += elapsed_us(t0);
+}
+
+void ChunkSteps::reduce(std::size_t c) {
+  const auto ci = info(c);
+  const auto [b, e] = slice_range(ci.n, local_size_, me_);
+  char* out = impl_.seg.reduced_slot(ci.slot) + b * es_;
+  if (bcast_)
+    broadcast_slice(ci, out, b, e);
+  else
+    reduce_slice(ci, out, b, e);
+  node::publish(impl_.seg.slice(me_, ci.slot), ci.ticket);
+}
+
+void ChunkSteps::copy_out(std::size_t c) {
+  const auto ci = info(c);
+  const auto& seg = impl_.seg;
+  if (multi_) {
+    node::wait_reached(seg.global(ci.slot), ci.ticket, timeout_, impl_.waits,
+                       describe("the inter-node result", c));
+  } else {
+    for (int r = 0; r < local_size_; ++r)
+      node::wait_reached(seg.slice(r, ci.slot), ci.ticket, timeout_, impl_.waits,
+                         describe("local rank " + std::to_string(r) + "'s reduced slice", c));
+  }
+  const auto t0 = Clock::now();
+  if (copies_out_) {
+    impl_.copier->copy_out(static_cast<char*>(op_.recv) + ci.offset * es_,
+                           seg.reduced_slot(ci.slot), ci.n * es_, streaming_);
+    impl_.copier->finish_copy_out();
+  }
+  node::publish(seg.used(me_, ci.slot), ci.ticket);
+  impl_.times.copy_out_us += elapsed_us(t0);
+}
+
+}  // namespace
+
 void Communicator::Impl::run_pipeline(const OpDesc& op) {
-  using clock = std::chrono::steady_clock;
-  const std::size_t es = ffb::size_of(op.type);
-  const std::size_t chunk_elems = seg.slot_bytes / es;
-  const std::size_t nchunks = (op.count + chunk_elems - 1) / chunk_elems;
-  const int L = layout.local_size, me = layout.local_rank, D = seg.depth;
-  const bool bcast = op.kind == OpKind::broadcast;
-  const int root_node = op.kind == OpKind::allreduce ? -1 : node_of_rank[op.root];
-  const int root_local = op.kind == OpKind::allreduce ? -1 : local_of_rank[op.root];
-  const bool is_root = op.kind != OpKind::allreduce && op.root == layout.rank;
-  const bool direct_own = copier->user_buffer_host_readable() && !bcast;
-  const bool multi = layout.nnodes > 1;
-  const ReduceOp intra_op = op.op == ReduceOp::avg && multi ? ReduceOp::sum : op.op;
-  const bool streaming = options.streaming_stores && op.count * es >= kStreamingBytes;
-  const bool copies_out = op.kind != OpKind::reduce || is_root;
-  const std::uint32_t first = ticket;
+  ChunkSteps steps(*this, op);
+  const std::size_t nchunks = steps.nchunks();
   ticket += static_cast<std::uint32_t>(nchunks);
   times.chunks = nchunks;
   if (nchunks == 0) return;
 
   if (network) {
     NetworkEngine::Job job;
-    job.first_ticket = first;
+    job.first_ticket = steps.first_ticket();
     job.nchunks = nchunks;
-    job.chunk_elems = chunk_elems;
+    job.chunk_elems = steps.chunk_elems();
     job.count = op.count;
     job.type = op.type;
     job.op = op.op;
-    job.bitwise_or = bcast;
+    job.bitwise_or = op.kind == OpKind::broadcast;
     network->submit(job);
   }
-  const node::Seconds timeout(options.timeout_s);
-  auto elapsed_us = [](clock::time_point t0) {
-    return std::chrono::duration<double, std::micro>(clock::now() - t0).count();
-  };
-  auto describe = [&](const std::string& what, std::size_t c) {
-    return [&, what, c] {
-      std::string msg = "hfreduce: " + where() + " timed out after " +
-                        std::to_string(options.timeout_s) + " s waiting for " + what +
-                        " of chunk " + std::to_string(c) + " of " + std::to_string(nchunks);
-      if (network && network->error()) {
-        try {
-          std::rethrow_exception(network->error());
-        } catch (const std::exception& e) {
-          msg += " (network: " + std::string(e.what()) + ")";
-        }
-      }
-      return msg;
-    };
-  };
-
-  struct ChunkInfo {
-    std::uint32_t ticket;
-    int slot;
-    std::size_t offset, n;
-  };
-  auto info = [&](std::size_t c) {
-    const std::uint32_t t = first + static_cast<std::uint32_t>(c) + 1u;
-    return ChunkInfo{t, static_cast<int>(t % static_cast<std::uint32_t>(D)), c * chunk_elems,
-                     std::min(chunk_elems, op.count - c * chunk_elems)};
-  };
-
-  auto copy_in = [&](std::size_t c) {
-    const auto ci = info(c);
-    for (int r = 0; r < L; ++r)  // the slot's previous chunk has been copied out everywhere
-      node::wait_reached(seg.used(r, ci.slot), ci.ticket - static_cast<std::uint32_t>(D), timeout,
-                         waits, describe("local rank " + std::to_string(r) + " to free a slot", c));
-    const auto t0 = clock::now();
-    const bool contributes = !bcast || is_root;
-    if (contributes) {
-      const auto* src = static_cast<const char*>(bcast ? op.recv : op.send) + ci.offset * es;
-      char* dst = seg.input_slot(me, ci.slot);
-      if (direct_own) {  // everything but the slice this rank reduces itself
-        const auto [b, e] = slice_range(ci.n, L, me);
-        copier->start_copy_in(dst, src, b * es);
-        copier->start_copy_in(dst + e * es, src + e * es, (ci.n - e) * es);
-      } else {
-        copier->start_copy_in(dst, src, ci.n * es);
-      }
-      copier->finish_copy_in();
-    }
-    node::publish(seg.input(me, ci.slot), ci.ticket);
-    times.copy_in_us += elapsed_us(t0);
-  };
-
-  auto reduce = [&](std::size_t c) {
-    const auto ci = info(c);
-    const auto [b, e] = slice_range(ci.n, L, me);
-    char* out = seg.reduced_slot(ci.slot) + b * es;
-    if (bcast) {
-      if (root_node == layout.node) {
-        node::wait_reached(seg.input(root_local, ci.slot), ci.ticket, timeout, waits,
-                           describe("the root's input", c));
-        const auto t0 = clock::now();
-        std::memcpy(out, seg.input_slot(root_local, ci.slot) + b * es, (e - b) * es);
-        times.intra_reduce_us += elapsed_us(t0);
-      } else {
-        std::memset(out, 0, (e - b) * es);  // OR-combined with the root node's data in the tree
-      }
-    } else {
-      std::vector<const void*> inputs(static_cast<std::size_t>(L));
-      for (int r = 0; r < L; ++r) {
-        if (r == me && direct_own) {
-          inputs[r] = static_cast<const char*>(op.send) + (ci.offset + b) * es;
-          continue;
-        }
-        node::wait_reached(seg.input(r, ci.slot), ci.ticket, timeout, waits,
-                           describe("local rank " + std::to_string(r) + "'s input", c));
-        inputs[r] = seg.input_slot(r, ci.slot) + b * es;
-      }
-      const auto t0 = clock::now();
-      const int parts = team->size();
-      const std::size_t n = e - b;
-      team->run([&](int part) {
-        const auto [pb, pe] = slice_range(n, parts, part);
-        if (pe == pb) return;
-        std::vector<const void*> in(inputs.size());
-        for (std::size_t i = 0; i < in.size(); ++i)
-          in[i] = static_cast<const char*>(inputs[i]) + pb * es;
-        kernels::reduce(op.type, intra_op, in.data(), L, out + pb * es, pe - pb, layout.size);
-      });
-      times.intra_reduce_us += elapsed_us(t0);
-    }
-    node::publish(seg.slice(me, ci.slot), ci.ticket);
-  };
-
-  auto copy_out = [&](std::size_t c) {
-    const auto ci = info(c);
-    if (multi) {
-      node::wait_reached(seg.global(ci.slot), ci.ticket, timeout, waits,
-                         describe("the inter-node result", c));
-    } else {
-      for (int r = 0; r < L; ++r)
-        node::wait_reached(seg.slice(r, ci.slot), ci.ticket, timeout, waits,
-                           describe("local rank " + std::to_string(r) + "'s reduced slice", c));
-    }
-    const auto t0 = clock::now();
-    if (copies_out) {
-      copier->copy_out(static_cast<char*>(op.recv) + ci.offset * es, seg.reduced_slot(ci.slot),
-                       ci.n * es, streaming);
-      copier->finish_copy_out();
-    }
-    node::publish(seg.used(me, ci.slot), ci.ticket);
-    times.copy_out_us += elapsed_us(t0);
-  };
-
   // Copy-in of chunk k, reduce of chunk k-1 and copy-out of chunk k-lag in each step: every rank
   // keeps several chunks in flight, so the stages overlap across ranks and with the network.
-  const std::size_t lag = static_cast<std::size_t>(std::min(D - 1, multi ? 3 : 2));
+  const std::size_t lag =
+      static_cast<std::size_t>(std::min(seg.depth - 1, layout.nnodes > 1 ? 3 : 2));
   try {
     for (std::size_t step = 0; step < nchunks + lag; ++step) {
-      if (step < nchunks) copy_in(step);
-      if (step >= 1 && step - 1 < nchunks) reduce(step - 1);
-      if (step >= lag && step - lag < nchunks) copy_out(step - lag);
+      if (step < nchunks) steps.copy_in(step);
+      if (step >= 1 && step - 1 < nchunks) steps.reduce(step - 1);
+      if (step >= lag && step - lag < nchunks) steps.copy_out(step - lag);
     }
   } catch (...) {
     if (network) {
       try {
         network->wait();
       } catch (...) {
+        // The pipeline's own error is the one to report; the engine's follows from it.
       }
     }
     throw;
@@ -447,7 +542,7 @@ void Communicator::Impl::run_pipeline(const OpDesc& op) {
 // ---- public API ----
 
 Communicator::Communicator(MPI_Comm comm, const Options& options)
-    : impl_(std::make_unique<Impl>(comm, options)) {}
+    : impl_(as_hfreduce_error("set-up", [&] { return std::make_unique<Impl>(comm, options); })) {}
 
 Communicator::~Communicator() = default;
 

@@ -74,10 +74,13 @@ class ThreadTeam {
   ThreadTeam(const ThreadTeam&) = delete;
   ThreadTeam& operator=(const ThreadTeam&) = delete;
   int size() const { return static_cast<int>(workers_.size()) + 1; }
-  void run(const std::function<void(int part)>& fn);  // fn(0..size()-1), returns when all done
+  // fn(0..size()-1); returns when every part is done. An exception thrown by any part (the
+  // caller's or a helper's) is rethrown here once all parts have finished; the first one wins.
+  void run(const std::function<void(int part)>& fn);
 
  private:
   void worker(int id);
+  void record_error(std::exception_ptr e);
   std::vector<std::thread> workers_;
   std::mutex mutex_;
   std::condition_variable start_cv_, done_cv_;
@@ -85,6 +88,7 @@ class ThreadTeam {
   std::uint64_t generation_ = 0;
   int pending_ = 0;
   bool stop_ = false;
+  std::exception_ptr error_;  // the first part's exception of the current run
 };
 
 // The leader's inter-node engine: a thread that runs the double binary tree for each chunk the

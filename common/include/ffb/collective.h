@@ -112,7 +112,8 @@ class CollectiveBackend {
 };
 
 // Parses argv, runs the sweep, prints the nccl-tests table, writes --output, returns the exit code.
-// Catches and prints (rank 0, one line) UsageError (2), SkipError (77) and other errors (1).
+// Runs in the one program frame (ffb::run_program, ffb/program.h), which maps exceptions to exit
+// codes and one line on stderr: UsageError 2 and SkipError 77 (rank 0 prints), others 1.
 int collective_main(int argc, char** argv, const std::string& program,
                     std::unique_ptr<CollectiveBackend> backend);
 

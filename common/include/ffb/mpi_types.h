@@ -21,6 +21,12 @@ inline MPI_Datatype native_mpi_type(DataType t) {
       return MPI_INT64_T;
     case DataType::u8:
       return MPI_UINT8_T;
+    case DataType::i8:
+      return MPI_INT8_T;
+    case DataType::u32:
+      return MPI_UINT32_T;
+    case DataType::u64:
+      return MPI_UINT64_T;
     default:
       return MPI_DATATYPE_NULL;
   }

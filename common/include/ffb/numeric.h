@@ -15,14 +15,28 @@
 namespace ffb {
 
 // New types go last: the enumerator values are stable (progress records and tests store them).
-enum class DataType : std::uint8_t { f32, f64, f16, bf16, i32, i64, u8, f8e4m3, f8e5m2, i8, u32, u64 };
+enum class DataType : std::uint8_t {
+  f32,
+  f64,
+  f16,
+  bf16,
+  i32,
+  i64,
+  u8,
+  f8e4m3,
+  f8e5m2,
+  i8,
+  u32,
+  u64
+};
 enum class ReduceOp : std::uint8_t { sum, prod, max, min, avg };
 
 // The order of `-d all` and of --help: the integers added for nccl-tests' type list (int8, uint32,
 // uint64) follow the older ones so that the rows of existing sweeps keep their order.
-inline constexpr std::array kAllDataTypes = {
-    DataType::f32, DataType::f64, DataType::f16, DataType::bf16,   DataType::i32,   DataType::i64,
-    DataType::u8,  DataType::i8,  DataType::u32, DataType::u64, DataType::f8e4m3, DataType::f8e5m2};
+inline constexpr std::array kAllDataTypes = {DataType::f32,  DataType::f64,    DataType::f16,
+                                             DataType::bf16, DataType::i32,    DataType::i64,
+                                             DataType::u8,   DataType::i8,     DataType::u32,
+                                             DataType::u64,  DataType::f8e4m3, DataType::f8e5m2};
 inline constexpr std::array kAllReduceOps = {ReduceOp::sum, ReduceOp::prod, ReduceOp::max,
                                              ReduceOp::min, ReduceOp::avg};
 

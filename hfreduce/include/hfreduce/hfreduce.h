@@ -14,36 +14,18 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include <stdexcept>
+#include <optional>
 #include <string>
 
 #include <mpi.h>
 
 #include "ffb/numeric.h"
+#include "hfreduce/error.h"
 
 namespace hfreduce {
 
 using ffb::DataType;
 using ffb::ReduceOp;
-
-enum class Status {
-  ok,
-  invalid_argument,  // bad count, type, op, root or options
-  unsupported,       // the MPI library or machine lacks what is needed (thread level, ...)
-  timeout,           // a peer did not deliver within Options::timeout_s
-  transport_error,   // the inter-node transport failed
-  system_error,      // shared memory, threads, allocation
-};
-const char* name_of(Status s);
-
-class Error : public std::runtime_error {
- public:
-  Error(Status status, const std::string& message) : std::runtime_error(message), status_(status) {}
-  Status status() const { return status_; }
-
- private:
-  Status status_;
-};
 
 struct Options {
   std::size_t chunk_bytes = 1 << 20;  // pipeline unit; rounded to a multiple of 64 B per slice
@@ -57,6 +39,26 @@ struct Options {
   bool device_buffers = false;
   int cuda_device = -1;  // -1: local rank modulo the visible devices
 };
+
+// The valid ranges of Options: one check, used by the Communicator and by the programs' flag
+// layers (which word the refusal with their own flag names).
+inline constexpr std::size_t kMinChunkBytes = 4096;
+inline constexpr std::size_t kMaxChunkBytes = std::size_t{1} << 30;
+inline constexpr int kMinPipelineDepth = 2;
+inline constexpr int kMaxPipelineDepth = 64;
+inline constexpr int kMaxReduceThreads = 256;
+
+enum class OptionField { chunk_bytes, pipeline_depth, reduce_threads, timeout_s, ranks_per_node };
+
+struct OptionProblem {
+  OptionField field;
+  std::string message;  // "hfreduce: chunk_bytes 100 is outside [4 KiB, 1 GiB]"
+};
+
+// The first option outside its range, or nullopt when all are valid.
+std::optional<OptionProblem> find_option_problem(const Options& options);
+// Throws Error(invalid_argument) with find_option_problem's message.
+void validate_options(const Options& options);
 
 // Measurements of the last completed operation on this rank, microseconds.
 struct StageTimes {

@@ -4,9 +4,9 @@
 
 #include <array>
 #include <cmath>
-#include <stdexcept>
 #include <string>
 
+#include "hfreduce/error.h"
 #include "kernel_levels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -17,6 +17,11 @@ namespace hfreduce::kernels {
 namespace {
 
 using ffb::SimdLevel;
+
+// The library's one error type (hfreduce/error.h), for every refused argument.
+[[noreturn]] void refuse_argument(const std::string& message) {
+  throw Error(Status::invalid_argument, message);
+}
 
 constexpr std::array kCompiledLevels = {
     SimdLevel::portable,
@@ -83,14 +88,14 @@ detail::LevelKernels kernels_for(SimdLevel level) {
     default:
       break;
   }
-  throw std::invalid_argument(std::string("reduce kernels: SIMD level ") + level_name(level) +
-                              " is not compiled in");
+  refuse_argument(std::string("reduce kernels: SIMD level ") + level_name(level) +
+                  " is not compiled in");
 }
 
 detail::LevelKernels runnable_kernels(SimdLevel level) {
   if (!level_runnable(level)) {
-    throw std::invalid_argument(std::string("reduce kernels: SIMD level ") + level_name(level) +
-                                " is not runnable on this CPU/build");
+    refuse_argument(std::string("reduce kernels: SIMD level ") + level_name(level) +
+                    " is not runnable on this CPU/build");
   }
   return kernels_for(level);
 }
@@ -116,22 +121,22 @@ bool valid_op(ffb::ReduceOp op) {
 detail::ReduceArgs validated(ffb::DataType type, ffb::ReduceOp op, const void* const* inputs,
                              int num_inputs, void* out, std::size_t n, double avg_divisor,
                              bool streaming_store) {
-  if (!supported(type, op)) throw std::invalid_argument("reduce kernels: unsupported type/op");
+  if (!supported(type, op)) refuse_argument("reduce kernels: unsupported type/op");
   if (num_inputs < 1 || inputs == nullptr) {
-    throw std::invalid_argument("reduce kernels: need at least one input");
+    refuse_argument("reduce kernels: need at least one input");
   }
   if (n > 0) {
-    if (out == nullptr) throw std::invalid_argument("reduce kernels: null output");
+    if (out == nullptr) refuse_argument("reduce kernels: null output");
     for (int k = 0; k < num_inputs; ++k)
-      if (inputs[k] == nullptr) throw std::invalid_argument("reduce kernels: null input");
+      if (inputs[k] == nullptr) refuse_argument("reduce kernels: null input");
   }
   if (op == ffb::ReduceOp::avg) {
     if (!(avg_divisor > 0.0) || !std::isfinite(avg_divisor)) {
-      throw std::invalid_argument("reduce kernels: avg divisor must be positive and finite");
+      refuse_argument("reduce kernels: avg divisor must be positive and finite");
     }
     if (!ffb::is_floating(type) &&
         (avg_divisor != std::floor(avg_divisor) || avg_divisor > 9.0e18)) {
-      throw std::invalid_argument("reduce kernels: integer avg needs an integral divisor");
+      refuse_argument("reduce kernels: integer avg needs an integral divisor");
     }
   } else {
     avg_divisor = 1.0;
@@ -202,10 +207,10 @@ void encode_from_f32(ffb::SimdLevel level, ffb::DataType type, const float* in, 
                      std::size_t n) {
   const auto kernels = runnable_kernels(level);
   if (!f32_accumulated(type)) {
-    throw std::invalid_argument("encode_from_f32: only f32, f16, bf16 and fp8 types");
+    refuse_argument("encode_from_f32: only f32, f16, bf16 and fp8 types");
   }
   if (n == 0) return;
-  if (in == nullptr || out == nullptr) throw std::invalid_argument("encode_from_f32: null buffer");
+  if (in == nullptr || out == nullptr) refuse_argument("encode_from_f32: null buffer");
   kernels.encode_from_f32(type, in, out, n);
 }
 
@@ -213,10 +218,10 @@ void decode_to_f32(ffb::SimdLevel level, ffb::DataType type, const void* in, flo
                    std::size_t n) {
   const auto kernels = runnable_kernels(level);
   if (!f32_accumulated(type)) {
-    throw std::invalid_argument("decode_to_f32: only f32, f16, bf16 and fp8 types");
+    refuse_argument("decode_to_f32: only f32, f16, bf16 and fp8 types");
   }
   if (n == 0) return;
-  if (in == nullptr || out == nullptr) throw std::invalid_argument("decode_to_f32: null buffer");
+  if (in == nullptr || out == nullptr) refuse_argument("decode_to_f32: null buffer");
   kernels.decode_to_f32(type, in, out, n);
 }
 

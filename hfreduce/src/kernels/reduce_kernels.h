@@ -12,7 +12,8 @@
 //     Integers: truncating division (C++ `/`); avg_divisor must then be a positive integer.
 //     reduce(t, avg, {x}, 1, out, n, d) is therefore "out = x / d": the final step of a two-phase
 //     average whose partial results were summed with op sum.
-//   - Integers (i32, i64, u8): sum and prod wrap around modulo 2^bits (two's complement).
+//   - Integers (i8, u8, i32, u32, i64, u64): sum and prod wrap around modulo 2^bits (two's
+//     complement); max/min compare signed or unsigned as the type is; avg truncates.
 //   - NaN: every op propagates NaN (max/min included: a NaN input makes the result NaN). A NaN
 //     result is always written as the canonical quiet NaN, positive with zero payload (f32
 //     0x7fc00000, f64 0x7ff8000000000000, f16 0x7e00, bf16 0x7fc0, fp8 0x7f): which input payload
@@ -28,7 +29,7 @@
 //     not read back by this core soon, e.g. it goes to a NIC); silently uses normal stores
 //     otherwise.
 //
-// Supported: every ffb::DataType with every ffb::ReduceOp (9 x 5). fp8 prod/max/min work like the
+// Supported: every ffb::DataType with every ffb::ReduceOp (12 x 5). fp8 prod/max/min work like the
 // other narrow types (f32 arithmetic, one rounding), though only sum/avg matter for training.
 #pragma once
 
@@ -56,12 +57,13 @@ bool level_runnable(ffb::SimdLevel level);
 const char* level_name(ffb::SimdLevel level);
 
 // Reduces num_inputs >= 1 buffers of n elements into out (see the semantics above) on the active
-// level. Throws std::invalid_argument on a bad argument (no inputs, null pointer, bad divisor).
+// level. Throws hfreduce::Error(invalid_argument) on a bad argument (no inputs, null pointer, bad
+// divisor).
 void reduce(ffb::DataType type, ffb::ReduceOp op, const void* const* inputs, int num_inputs,
             void* out, std::size_t n, double avg_divisor = 1.0, bool streaming_store = false);
 
-// Same on a given level (tests and benchmarks); throws std::invalid_argument if the level is not
-// runnable here.
+// Same on a given level (tests and benchmarks); throws hfreduce::Error(invalid_argument) if the
+// level is not runnable here.
 void reduce_with(ffb::SimdLevel level, ffb::DataType type, ffb::ReduceOp op,
                  const void* const* inputs, int num_inputs, void* out, std::size_t n,
                  double avg_divisor = 1.0, bool streaming_store = false);
@@ -73,7 +75,7 @@ void combine(ffb::DataType type, ffb::ReduceOp op, const void* a, const void* b,
              std::size_t n);
 
 // Conversions with exactly the rounding reduce() applies, for the f32-accumulated types
-// (f32, f16, bf16, f8e4m3, f8e5m2); other types throw std::invalid_argument.
+// (f32, f16, bf16, f8e4m3, f8e5m2); other types throw hfreduce::Error(invalid_argument).
 // encode: out[i] = round_to_type(in[i]), NaN -> canonical NaN; decode: out[i] = widen(in[i]),
 // exact for every non-NaN code; a NaN code decodes to some NaN (payload unspecified, and for fp8
 // the sign too).

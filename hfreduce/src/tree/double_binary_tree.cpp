@@ -2,18 +2,20 @@
 
 #include <bit>
 #include <cstddef>
-#include <stdexcept>
 #include <string>
+
+#include "hfreduce/error.h"
 
 namespace hfreduce::tree {
 namespace {
 
 void check_args(int tree, int node, int nnodes) {
   if (tree != 0 && tree != 1)
-    throw std::invalid_argument("double binary tree: tree must be 0 or 1");
+    throw Error(Status::invalid_argument, "double binary tree: tree must be 0 or 1");
   if (nnodes < 1 || node < 0 || node >= nnodes) {
-    throw std::invalid_argument("double binary tree: node " + std::to_string(node) +
-                                " out of range for " + std::to_string(nnodes) + " nodes");
+    throw Error(Status::invalid_argument, "double binary tree: node " + std::to_string(node) +
+                                              " out of range for " + std::to_string(nnodes) +
+                                              " nodes");
   }
 }
 
@@ -59,7 +61,8 @@ int depth_of(const std::vector<TreeNode>& nodes, int root) {
     ++depth;
     frontier.swap(next);
   }
-  throw std::logic_error("double binary tree: cycle");  // unreachable for a valid construction
+  // Unreachable for a valid construction.
+  throw Error(Status::internal_error, "double binary tree: cycle");
 }
 
 }  // namespace

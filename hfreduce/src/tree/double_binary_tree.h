@@ -39,7 +39,7 @@ struct TreeNode {
 };
 
 // Node `node`'s links in tree 0 or 1 over nnodes nodes (1 <= nnodes, 0 <= node < nnodes).
-// Throws std::invalid_argument otherwise.
+// Throws hfreduce::Error(Status::invalid_argument) otherwise.
 TreeNode tree_node(int tree, int node, int nnodes);
 
 // Root of tree 0 or 1: 0 and (n even ? n-1 : 1 % n).

@@ -146,7 +146,8 @@ TEST(CollectiveOptions, BadValuesAreOneLineNamingTheFlag) {
 
 TEST(CollectiveOptions, HelpListsWhatTheBackendReduces) {
   const auto help = parse({"--help"}).help_text;
-  EXPECT_NE(help.find("float|double|half|bfloat16|int32|int64|uint8|all"), std::string::npos)
+  EXPECT_NE(help.find("float|double|half|bfloat16|int32|int64|uint8|int8|uint32|uint64|all"),
+            std::string::npos)
       << help;
   EXPECT_EQ(help.find("fp8"), std::string::npos) << help;
   EXPECT_NE(help.find("--check-args"), std::string::npos) << help;
@@ -156,17 +157,19 @@ TEST(CollectiveOptions, HelpListsWhatTheBackendReduces) {
 
 TEST(CollectiveOptions, TypesFollowTheBackend) {
   const auto all = parse({"-d", "all"}).options.types;
-  EXPECT_EQ(all.size(), 7u);
+  EXPECT_EQ(all.size(), 10u);
   for (auto t : all) EXPECT_TRUE(t != DataType::f8e4m3 && t != DataType::f8e5m2);
-  EXPECT_EQ(parse({"-d", "all"}, MaybeFp8()).options.types.size(), 9u);
+  EXPECT_EQ(parse({"-d", "all"}, MaybeFp8()).options.types.size(), 12u);
   EXPECT_EQ(parse({"-d", "fp8_e4m3"}, MaybeFp8()).options.types,
             std::vector<DataType>{DataType::f8e4m3});
   const auto msg = error_of({"-d", "fp8_e4m3"});
   EXPECT_NE(msg.find("-d/--datatype 'fp8_e4m3': the host backend cannot reduce it"),
             std::string::npos)
       << msg;
-  EXPECT_NE(msg.find("use float, double, half, bfloat16, int32, int64, uint8 or all"),
-            std::string::npos)
+  EXPECT_NE(
+      msg.find(
+          "use float, double, half, bfloat16, int32, int64, uint8, int8, uint32, uint64 or all"),
+      std::string::npos)
       << msg;
   const auto unknown = error_of({"-d", "float17"});
   EXPECT_EQ(unknown.find("fp8"), std::string::npos) << unknown;

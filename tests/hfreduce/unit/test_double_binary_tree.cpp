@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include "double_binary_tree.h"
+#include "hfreduce/error.h"
 
 namespace {
 
@@ -141,9 +142,9 @@ TEST(DoubleBinaryTree, SmallCounts) {
   EXPECT_EQ(two.tree[1][0].parent, 1);
   EXPECT_EQ(two.depth[0], 1);
   EXPECT_EQ(two.depth[1], 1);
-  EXPECT_THROW(tree_node(0, 0, 0), std::invalid_argument);
-  EXPECT_THROW(tree_node(2, 0, 4), std::invalid_argument);
-  EXPECT_THROW(tree_node(0, 4, 4), std::invalid_argument);
+  EXPECT_THROW(tree_node(0, 0, 0), hfreduce::Error);
+  EXPECT_THROW(tree_node(2, 0, 4), hfreduce::Error);
+  EXPECT_THROW(tree_node(0, 4, 4), hfreduce::Error);
 }
 
 std::set<int> children_of(const DoubleBinaryTree& dbt, int t, int v) {

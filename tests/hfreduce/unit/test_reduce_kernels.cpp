@@ -20,6 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "ffb/numeric.h"
+#include "hfreduce/error.h"
 #include "reduce_kernels.h"
 
 namespace {
@@ -175,7 +176,10 @@ void reference_int(ReduceOp op, const std::vector<const void*>& in, void* out, s
     T acc = load<T>(in[0], i);
     for (std::size_t k = 1; k < in.size(); ++k) acc = int_step(op, acc, load<T>(in[k], i));
     if (op == ReduceOp::avg) {
-      acc = static_cast<T>(static_cast<std::int64_t>(acc) / static_cast<std::int64_t>(divisor));
+      if constexpr (std::is_unsigned_v<T>)
+        acc = static_cast<T>(static_cast<std::uint64_t>(acc) / static_cast<std::uint64_t>(divisor));
+      else
+        acc = static_cast<T>(static_cast<std::int64_t>(acc) / static_cast<std::int64_t>(divisor));
     }
     store<T>(out, i, acc);
   }
@@ -202,6 +206,12 @@ void reference_reduce(DataType t, ReduceOp op, const std::vector<const void*>& i
       return reference_int<std::int64_t>(op, in, out, n, divisor);
     case DataType::u8:
       return reference_int<std::uint8_t>(op, in, out, n, divisor);
+    case DataType::i8:
+      return reference_int<std::int8_t>(op, in, out, n, divisor);
+    case DataType::u32:
+      return reference_int<std::uint32_t>(op, in, out, n, divisor);
+    case DataType::u64:
+      return reference_int<std::uint64_t>(op, in, out, n, divisor);
   }
 }
 
@@ -225,8 +235,13 @@ bool is_nan_or_inf_code(DataType t, std::uint32_t code) {
 // Largest magnitude m such that `num_inputs` values in [-m, m] cannot overflow the integer type
 // under op (sum: m * L <= max; prod: m^L <= max).
 double integer_bound(DataType t, ReduceOp op, int num_inputs) {
-  const double max = t == DataType::i32 ? 2147483647.0 : t == DataType::i64 ? 9.2e18 : 255.0;
-  if (op == ReduceOp::max || op == ReduceOp::min) return t == DataType::i64 ? 9.0e18 : max;
+  double max = 255.0;
+  if (t == DataType::i8) max = 127.0;
+  if (t == DataType::i32) max = 2147483647.0;
+  if (t == DataType::u32) max = 4294967295.0;
+  if (t == DataType::i64 || t == DataType::u64) max = 9.2e18;
+  if (op == ReduceOp::max || op == ReduceOp::min)
+    return t == DataType::i64 || t == DataType::u64 ? 9.0e18 : max;
   if (op == ReduceOp::prod) return std::floor(std::pow(max, 1.0 / num_inputs) + 1e-9);
   return std::floor(max / num_inputs);
 }
@@ -291,6 +306,22 @@ void fill_random(DataType t, ReduceOp op, int num_inputs, void* p, std::size_t n
         const auto m = static_cast<int>(integer_bound(t, op, num_inputs));
         store<std::uint8_t>(
             p, i, static_cast<std::uint8_t>(std::uniform_int_distribution<int>(0, m)(rng)));
+        break;
+      }
+      case DataType::i8: {
+        const auto m = static_cast<int>(integer_bound(t, op, num_inputs));
+        store<std::int8_t>(
+            p, i, static_cast<std::int8_t>(std::uniform_int_distribution<int>(-m, m)(rng)));
+        break;
+      }
+      case DataType::u32: {
+        const auto m = static_cast<std::uint32_t>(integer_bound(t, op, num_inputs));
+        store<std::uint32_t>(p, i, std::uniform_int_distribution<std::uint32_t>(0, m)(rng));
+        break;
+      }
+      case DataType::u64: {
+        const auto m = static_cast<std::uint64_t>(integer_bound(t, op, num_inputs));
+        store<std::uint64_t>(p, i, std::uniform_int_distribution<std::uint64_t>(0, m)(rng));
         break;
       }
     }
@@ -513,6 +544,20 @@ TEST_P(ReduceSpecial, IntegersWrapAround) {
   EXPECT_EQ(reduce_vectors(level, DataType::u8, ReduceOp::prod, u8)[0], (200 * 200 * 200) % 256);
   std::vector<std::vector<std::int64_t>> i64(2, std::vector<std::int64_t>(5, INT64_MIN));
   EXPECT_EQ(reduce_vectors(level, DataType::i64, ReduceOp::sum, i64)[4], 0);
+  std::vector<std::vector<std::int8_t>> i8(2, std::vector<std::int8_t>(70, 100));
+  EXPECT_EQ(reduce_vectors(level, DataType::i8, ReduceOp::sum, i8)[69], -56);  // 200 - 256
+  EXPECT_EQ(reduce_vectors(level, DataType::i8, ReduceOp::prod, i8)[0], 16);   // 10000 % 256
+  std::vector<std::vector<std::uint32_t>> u32(2, std::vector<std::uint32_t>(17, 0xffffffffu));
+  EXPECT_EQ(reduce_vectors(level, DataType::u32, ReduceOp::sum, u32)[16], 0xfffffffeu);
+  EXPECT_EQ(reduce_vectors(level, DataType::u32, ReduceOp::max, u32)[3], 0xffffffffu);
+  std::vector<std::vector<std::uint64_t>> u64{std::vector<std::uint64_t>(9, ~0ull),
+                                              std::vector<std::uint64_t>(9, 3)};
+  EXPECT_EQ(reduce_vectors(level, DataType::u64, ReduceOp::sum, u64)[8], 2u);
+  EXPECT_EQ(reduce_vectors(level, DataType::u64, ReduceOp::min, u64)[8], 3u);  // unsigned order
+  // Unsigned avg divides unsigned: 2^64 - 2 over 2 is 2^63 - 1, not a negative int64 halved.
+  std::vector<std::vector<std::uint64_t>> big{std::vector<std::uint64_t>(3, ~0ull - 1)};
+  EXPECT_EQ(reduce_vectors(level, DataType::u64, ReduceOp::avg, big, 2.0)[2],
+            0x7fffffffffffffffull);
   // Integer avg truncates toward zero: (-7 + -8) / 2 = -7.
   std::vector<std::vector<std::int32_t>> avg = {std::vector<std::int32_t>(3, -7),
                                                 std::vector<std::int32_t>(3, -8)};
@@ -668,17 +713,16 @@ TEST(ReduceDispatch, RejectsBadArguments) {
   const float a[4] = {1, 2, 3, 4};
   float out[4] = {};
   const void* inputs[1] = {a};
-  EXPECT_THROW(kernels::reduce(DataType::f32, ReduceOp::sum, inputs, 0, out, 4),
-               std::invalid_argument);
+  EXPECT_THROW(kernels::reduce(DataType::f32, ReduceOp::sum, inputs, 0, out, 4), hfreduce::Error);
   EXPECT_THROW(kernels::reduce(DataType::f32, ReduceOp::avg, inputs, 1, out, 4, 0.0),
-               std::invalid_argument);
+               hfreduce::Error);
   EXPECT_THROW(kernels::reduce(DataType::i32, ReduceOp::avg, inputs, 1, out, 4, 2.5),
-               std::invalid_argument);
+               hfreduce::Error);
   const void* null_inputs[1] = {nullptr};
   EXPECT_THROW(kernels::reduce(DataType::f32, ReduceOp::sum, null_inputs, 1, out, 4),
-               std::invalid_argument);
+               hfreduce::Error);
   EXPECT_THROW(kernels::encode_from_f32(SimdLevel::portable, DataType::i32, a, out, 4),
-               std::invalid_argument);
+               hfreduce::Error);
   EXPECT_NO_THROW(kernels::reduce(DataType::f32, ReduceOp::sum, inputs, 1, out, 0));
 }
 

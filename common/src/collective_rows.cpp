@@ -1,0 +1,272 @@
+// The collective result row's one column list and what is made of it (collective_rows.h).
+#include "collective_rows.h"
+
+#include <map>
+#include <type_traits>
+#include <utility>
+
+#include <fmt/format.h>
+
+namespace ffb {
+namespace {
+
+CellValue i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+ResultColumn stored(std::string name, std::string units, ColumnKind kind,
+                    std::function<CellValue(const SweepRow&, const PlacementResult&)> value) {
+  return ResultColumn{.name = std::move(name),
+                      .units = std::move(units),
+                      .kind = kind,
+                      .header = {},
+                      .unit_label = {},
+                      .width = 0,
+                      .scope = CellScope::placement,
+                      .na_unless_checked = false,
+                      .value = std::move(value)};
+}
+
+ResultColumn printed(ResultColumn c, std::string header, std::string unit_label, int width,
+                     CellScope scope) {
+  c.header = std::move(header);
+  c.unit_label = std::move(unit_label);
+  c.width = width;
+  c.scope = scope;
+  return c;
+}
+
+std::vector<ResultColumn> make_columns() {
+  using K = ColumnKind;
+  using S = CellScope;
+  using Row = const SweepRow&;
+  using Place = const PlacementResult&;
+  std::vector<ResultColumn> c;
+  c.push_back(printed(stored("size", "B", K::i64, [](Row w, Place) { return i64(w.bytes); }),
+                      "size", "(B)", 12, S::row));
+  c.push_back(printed(stored("count", "count", K::i64, [](Row w, Place) { return i64(w.count); }),
+                      "count", "(elements)", 12, S::row));
+  c.push_back(printed(stored("type", "1", K::str,
+                             [](Row w, Place) { return CellValue(std::string(name_of(w.type))); }),
+                      "type", "", 8, S::row));
+  c.push_back(printed(stored("redop", "1", K::str,
+                             [](Row w, Place) { return CellValue(std::string(name_of(w.op))); }),
+                      "redop", "", 6, S::row));
+  // nccl-tests' root column: always -1 for allreduce; printed, not stored.
+  c.push_back(
+      printed(stored("", "", K::i64, [](Row, Place) { return CellValue(std::int64_t{-1}); }),
+              "root", "", 6, S::row));
+  // p is always one of w.place (every caller passes the row's own element).
+  c.push_back(stored("placement", "1", K::str, [](Row w, Place p) {
+    return CellValue(std::string(&p == &w.place[0] ? "out-of-place" : "in-place"));
+  }));
+  c.push_back(printed(stored("time", "us", K::f64, [](Row, Place p) { return p.time_us; }), "time",
+                      "(us)", 7, S::placement));
+  c.push_back(stored("time_mean", "us", K::f64, [](Row, Place p) { return p.summary.mean; }));
+  c.push_back(stored("time_min", "us", K::f64, [](Row, Place p) { return p.summary.min; }));
+  c.push_back(stored("time_p50", "us", K::f64, [](Row, Place p) { return p.summary.p50; }));
+  c.push_back(stored("time_p99", "us", K::f64, [](Row, Place p) { return p.summary.p99; }));
+  c.push_back(stored("time_max", "us", K::f64, [](Row, Place p) { return p.summary.max; }));
+  c.push_back(printed(stored("algbw", "GB/s", K::f64, [](Row, Place p) { return p.algbw; }),
+                      "algbw", "(GB/s)", 6, S::placement));
+  c.push_back(printed(stored("busbw", "GB/s", K::f64, [](Row, Place p) { return p.busbw; }),
+                      "busbw", "(GB/s)", 6, S::placement));
+  auto wrong = printed(stored("wrong", "count", K::i64, [](Row, Place p) { return p.wrong; }),
+                       "#wrong", "", 6, S::placement);
+  wrong.na_unless_checked = true;
+  c.push_back(std::move(wrong));
+  c.push_back(stored("accuracy", "1", K::f64, [](Row, Place p) { return p.accuracy; }));
+  // Per iteration: the slowest, fastest and mean rank, and rank 0 (what -a chooses from).
+  c.push_back(stored("iter_time_max", "us", K::per_iteration,
+                     [](Row, Place p) { return std::span<const double>(p.t_max); }));
+  c.push_back(stored("iter_time_min", "us", K::per_iteration,
+                     [](Row, Place p) { return std::span<const double>(p.t_min); }));
+  c.push_back(stored("iter_time_avg", "us", K::per_iteration,
+                     [](Row, Place p) { return std::span<const double>(p.t_avg); }));
+  c.push_back(stored("iter_time_rank0", "us", K::per_iteration,
+                     [](Row, Place p) { return std::span<const double>(p.t_rank0); }));
+  return c;
+}
+
+bool is_printed(const ResultColumn& c) { return !c.header.empty(); }
+bool is_stored(const ResultColumn& c) { return !c.name.empty(); }
+
+// A number in at most `width` characters as nccl-tests prints its cells: two decimals, else one,
+// else none, else an exponent.
+std::string number_text(double v, int width) {
+  for (int precision = 2; precision >= 0; --precision) {
+    std::string s = fmt::format("{:{}.{}f}", v, width, precision);
+    if (static_cast<int>(s.size()) <= width) return s;
+  }
+  return fmt::format("{:{}.{}e}", v, width, width >= 7 ? 1 : 0);
+}
+
+std::string cell_text(const ResultColumn& c, const CellValue& v, bool check) {
+  if (c.na_unless_checked && !check) return fmt::format("{:>{}}", "N/A", c.width);
+  if (const auto* x = std::get_if<double>(&v)) return number_text(*x, c.width);
+  if (const auto* x = std::get_if<std::int64_t>(&v)) return fmt::format("{:>{}}", *x, c.width);
+  if (const auto* x = std::get_if<std::string>(&v)) return fmt::format("{:>{}}", *x, c.width);
+  return {};
+}
+
+// One line of the header: "# " then the cells of the printed columns, the placement ones twice.
+std::string header_line(bool units) {
+  std::string line = "#";
+  const auto add = [&](const ResultColumn& c) {
+    // "# " takes the first cell's two leading characters.
+    const int width = line.size() == 1 ? c.width - 2 : c.width;
+    line += fmt::format(" {}{:>{}}", line.size() == 1 ? "" : " ", units ? c.unit_label : c.header,
+                        width);
+  };
+  for (const auto& c : result_columns())
+    if (is_printed(c) && c.scope == CellScope::row) add(c);
+  for (int p = 0; p < 2; ++p)
+    for (const auto& c : result_columns())
+      if (is_printed(c) && c.scope == CellScope::placement) add(c);
+  return line + "\n";
+}
+
+Column& add_stored_column(Table& table, const ResultColumn& c, std::size_t iters) {
+  switch (c.kind) {
+    case ColumnKind::i64:
+      table.add_i64(c.name, c.units);
+      break;
+    case ColumnKind::f64:
+      table.add_f64(c.name, c.units);
+      break;
+    case ColumnKind::str:
+      table.add_str(c.name);
+      break;
+    case ColumnKind::per_iteration:
+      table.add_f64(c.name, c.units, iters);
+      break;
+  }
+  return table.columns.back();
+}
+
+void append(Column& column, const CellValue& v) {
+  std::visit(
+      [&v](auto& data) {
+        using T = typename std::decay_t<decltype(data)>::value_type;
+        if constexpr (std::is_same_v<T, double>) {
+          if (const auto* span = std::get_if<std::span<const double>>(&v))
+            data.insert(data.end(), span->begin(), span->end());
+          else
+            data.push_back(std::get<double>(v));
+        } else {
+          data.push_back(std::get<T>(v));
+        }
+      },
+      column.data);
+}
+
+// The backends' metrics, one column each (NaN where a row has none), sorted by name.
+void add_metric_columns(Table& table, const std::vector<SweepRow>& rows) {
+  std::map<std::string, std::pair<std::string, std::vector<double>>> metric_cols;
+  std::size_t index = 0;
+  for (const auto& row : rows)
+    for (const auto& r : row.place) {
+      for (const auto& m : r.metrics) {
+        auto& col = metric_cols[m.name];
+        col.first = m.units;
+        col.second.resize(index, std::nan(""));
+        col.second.push_back(m.value);
+      }
+      ++index;
+    }
+  for (auto& [name, col] : metric_cols) {
+    col.second.resize(index, std::nan(""));
+    table.add_f64(name, col.first) = col.second;
+  }
+}
+
+// One placement's extras: "(MPI fallback)", "26% of ceiling", "stage_copy_in=28.6", "acc=0.123".
+std::string placement_extras(const PlacementResult& r, bool show_metrics, bool accuracy) {
+  std::vector<std::string> items;
+  if (show_metrics) {
+    for (const auto& m : r.metrics) {
+      if (m.name == "fallback") {
+        if (m.value > 0) items.emplace_back("(MPI fallback)");
+      } else if (m.name == "ceiling_fraction") {
+        items.push_back(fmt::format("{:.0f}% of ceiling", 100.0 * m.value));
+      } else {
+        items.push_back(fmt::format("{}={:.1f}", m.name, m.value));
+      }
+    }
+  }
+  if (accuracy && !std::isnan(r.accuracy)) items.push_back(fmt::format("acc={:.3f}", r.accuracy));
+  std::string out;
+  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
+  return out;
+}
+
+}  // namespace
+
+const std::vector<ResultColumn>& result_columns() {
+  static const std::vector<ResultColumn> columns = make_columns();
+  return columns;
+}
+
+void print_table_header(bool extras) {
+  fmt::print(
+      "#\n# {:50}           out-of-place                       in-place{}\n", "",
+      extras ? "          (extras after the last column: # out-of-place: ...; in-place: ...)" : "");
+  fmt::print("{}{}", header_line(false), header_line(true));
+}
+
+// The 13 cells nccl-tests prints: size count type redop root, then time algbw busbw #wrong for
+// out-of-place and for in-place (#wrong "N/A" under -c 0).
+std::string row_text(const SweepRow& row, bool check) {
+  std::string line;
+  const auto add = [&](const ResultColumn& c, const PlacementResult& p) {
+    line += (line.empty() ? "" : "  ") + cell_text(c, c.value(row, p), check);
+  };
+  for (const auto& c : result_columns())
+    if (is_printed(c) && c.scope == CellScope::row) add(c, row.place[0]);
+  for (const auto& p : row.place)
+    for (const auto& c : result_columns())
+      if (is_printed(c) && c.scope == CellScope::placement) add(c, p);
+  return line;
+}
+
+// After the last column, so that every nccl-tests cell keeps its position on every row:
+// "  # out-of-place: ...; in-place: ..." (empty when neither placement has any).
+std::string row_extras(const SweepRow& row, bool show_metrics, bool accuracy) {
+  std::string out;
+  for (std::size_t p = 0; p < row.place.size(); ++p) {
+    const auto items = placement_extras(row.place[p], show_metrics, accuracy);
+    if (items.empty()) continue;
+    out += fmt::format("{}{}: {}", out.empty() ? "  # " : "; ",
+                       p == 0 ? "out-of-place" : "in-place", items);
+  }
+  return out;
+}
+
+Table collective_table(const std::vector<SweepRow>& rows, std::size_t iters) {
+  Table table{.name = "collective", .columns = {}};
+  std::vector<std::pair<const ResultColumn*, Column*>> stored_columns;
+  for (const auto& c : result_columns())
+    if (is_stored(c)) stored_columns.emplace_back(&c, &add_stored_column(table, c, iters));
+  for (const auto& row : rows)
+    for (const auto& p : row.place)
+      for (const auto& [spec, column] : stored_columns) append(*column, spec->value(row, p));
+  add_metric_columns(table, rows);
+  return table;
+}
+
+BusbwAverages busbw_averages(const std::vector<SweepRow>& rows) {
+  BusbwAverages a;
+  double all = 0, large = 0;
+  for (const auto& row : rows)
+    for (const auto& r : row.place) {
+      all += r.busbw;
+      ++a.all_values;
+      if (row.bytes >= BusbwAverages::kLargeBytes) {
+        large += r.busbw;
+        ++a.large_values;
+      }
+    }
+  a.all = a.all_values > 0 ? all / static_cast<double>(a.all_values) : std::nan("");
+  a.large = a.large_values > 0 ? large / static_cast<double>(a.large_values) : std::nan("");
+  return a;
+}
+
+}  // namespace ffb
