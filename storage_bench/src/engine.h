@@ -20,6 +20,8 @@
 #include <string>
 #include <string_view>
 
+#include "timing.h"
+
 namespace sb {
 
 enum class OpKind : std::uint8_t { read, write };
@@ -61,11 +63,14 @@ class Engine {
 enum class EngineKind { posix, io_uring };
 // submit_batch (io_uring): hand queued operations to the kernel once this many are queued
 // (fio's iodepth_batch_submit; 1 = each at once).
+// Refuses io_uring in a build without liburing (ffb::UsageError naming --engine).
 std::unique_ptr<Engine> make_engine(EngineKind kind, unsigned depth, unsigned submit_batch = 1);
 std::string_view name_of(EngineKind kind);
+// ffb::UsageError naming --engine when this build lacks the engine (io_uring without liburing).
+void check_engine_available(EngineKind kind);
 
-// Monotonic clock in seconds (steady_clock), the one every timing in storage_bench uses.
-double now_s();
-void sleep_until_s(double t);  // returns early once a stop signal arrived
+// The engines behind make_engine (engine_posix.cpp, engine_uring.cpp: built with liburing only).
+std::unique_ptr<Engine> make_posix_engine(unsigned depth);
+std::unique_ptr<Engine> make_uring_engine(unsigned depth, unsigned submit_batch);
 
 }  // namespace sb

@@ -1,7 +1,6 @@
 // POSIX engine: pread/pwrite, one thread per queue slot.
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -12,28 +11,6 @@
 #include "sync.h"
 
 namespace sb {
-
-double now_s() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-void sleep_until_s(double t) {
-  // In slices of at most 20 ms, so a stop signal ends the wait at once: Open MPI's mpirun follows
-  // its SIGTERM with SIGKILL after a second, and the clean-up must run before that.
-  for (;;) {
-    if (stop_requested()) return;
-    const double left = t - now_s();
-    if (left <= 0) return;
-    if (left > 200e-6)
-      std::this_thread::sleep_for(std::chrono::duration<double>(std::min(left - 100e-6, 0.02)));
-    else
-      std::this_thread::yield();
-  }
-}
-
-std::string_view name_of(EngineKind kind) {
-  return kind == EngineKind::posix ? "posix" : "io_uring";
-}
 
 namespace {
 

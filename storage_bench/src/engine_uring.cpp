@@ -7,6 +7,9 @@
 #include <exception>
 #include <vector>
 
+#include "build_features.h"
+#if FFB_HAVE_LIBURING
+
 #include <fmt/format.h>
 #include <liburing.h>
 
@@ -83,130 +86,155 @@ class UringEngine final : public Engine {
       have_ring_ = false;
       init_ring();
     }
+    RunState st(next, done);
+    for (;;) {
+      fill(st);
+      if (stop_requested()) st.stopping = true;
+      if (st.inflight == 0) {
+        if (st.stopping || st.source_done) break;
+        if (st.have_pending) sleep_until_s(st.pending.not_before);
+        continue;
+      }
+      if (wait_for_completion(st)) reap(st);
+    }
+    if (st.error) std::rethrow_exception(st.error);
+  }
+
+ private:
+  // The state of one run(): the caller's source and sink, and where the loop stands.
+  struct RunState {
+    RunState(const OpSource& source, const OpSink& sink) : next(source), done(sink) {}
+    const OpSource& next;
+    const OpSink& done;
     bool source_done = false, stopping = false, have_pending = false;
     std::exception_ptr error;
     IoOp pending;
     unsigned inflight = 0, queued = 0;
+  };
 
-    auto prep = [&](unsigned slot) {
-      Slot& s = slots_[slot];
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
-      if (!sqe) throw std::logic_error("io_uring: no free submission entry");
-      char* p = static_cast<char*>(s.op.buf) + s.done;
-      const auto n = static_cast<unsigned>(s.op.len - s.done);
-      if (s.op.kind == OpKind::read)
-        io_uring_prep_read(sqe, s.op.fd, p, n, s.op.offset + s.done);
-      else
-        io_uring_prep_write(sqe, s.op.fd, p, n, s.op.offset + s.done);
-      io_uring_sqe_set_data64(sqe, slot);
-      ++queued;
-    };
-    auto complete = [&](unsigned slot, int err) {
-      Slot& s = slots_[slot];
-      IoDone d;
-      d.bytes = s.done;
-      d.err = err;
-      d.submit = s.submit;
-      d.complete = now_s();
-      --inflight;
-      free_.push_back(slot);
-      try {
-        if (!done(s.op, d)) stopping = true;
-      } catch (...) {
-        // Never unwind with operations in flight (the kernel still writes into their buffers):
-        // remember the error, drain, then rethrow.
-        if (!error) error = std::current_exception();
-        stopping = true;
-      }
-    };
-
-    for (;;) {
-      while (!stopping && !source_done && inflight < depth_) {
-        if (!have_pending) {
-          bool got = false;
-          try {
-            got = next(pending);
-          } catch (...) {
-            error = std::current_exception();
-            stopping = true;
-            break;
-          }
-          if (!got) {
-            source_done = true;
-            break;
-          }
-          have_pending = true;
-        }
-        if (pending.not_before > 0 && pending.not_before > now_s()) break;
-        const unsigned slot = free_.back();
-        free_.pop_back();
-        slots_[slot] = Slot{pending, 0, now_s()};
-        prep(slot);
-        ++inflight;
-        have_pending = false;
-        // fio's iodepth_batch_submit: by default every operation goes to the kernel at once (on
-        // virtual disks, batching kicks measurably lowers random-read IOPS).
-        if (queued >= batch_) {
-          const int r = io_uring_submit(&ring_);
-          if (r < 0 && r != -EINTR && r != -EAGAIN)
-            throw IoError(fmt::format("io_uring_submit: {}", std::strerror(-r)), -r);
-          if (r > 0) queued = 0;
-        }
-      }
-      if (stop_requested()) stopping = true;
-      if (inflight == 0) {
-        if (stopping || source_done) break;
-        if (have_pending) sleep_until_s(pending.not_before);
-        continue;
-      }
-      // One system call submits what is queued and waits for a completion (fio's rhythm: the
-      // device queue is refilled as soon as completions are seen).
-      io_uring_cqe* cqe = nullptr;
-      int ret = 0;
-      if (have_pending && !stopping && inflight < depth_) {
-        const double wait = std::max(1e-6, pending.not_before - now_s());
-        __kernel_timespec ts{};
-        ts.tv_sec = static_cast<long long>(wait);
-        ts.tv_nsec = static_cast<long long>((wait - std::floor(wait)) * 1e9);
-        ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
-        queued = 0;
-        if (ret == -ETIME) continue;
-      } else {
-        ret = io_uring_submit_and_wait(&ring_, 1);
-        queued = 0;
-        if (ret >= 0) ret = io_uring_peek_cqe(&ring_, &cqe);
-      }
-      if (ret == -EINTR || ret == -EAGAIN || ret == -ETIME) continue;
-      if (ret < 0)
-        throw IoError(fmt::format("io_uring_submit_and_wait: {}", std::strerror(-ret)), -ret);
-      unsigned head = 0, seen = 0;
-      io_uring_for_each_cqe(&ring_, head, cqe) {
-        ++seen;
-        const auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
-        Slot& s = slots_[slot];
-        const int res = cqe->res;
-        if (res < 0) {
-          if ((res == -EAGAIN || res == -EINTR) && !stop_requested()) {
-            prep(slot);  // retry the remainder
-            continue;
-          }
-          complete(slot, -res);
-        } else if (res == 0) {
-          complete(slot, 0);  // end of file: short transfer
-        } else {
-          s.done += static_cast<std::size_t>(res);
-          if (s.done < s.op.len && !stopping)
-            prep(slot);  // short transfer: continue with the rest
-          else
-            complete(slot, 0);
-        }
-      }
-      io_uring_cq_advance(&ring_, seen);
-    }
-    if (error) std::rethrow_exception(error);
+  // Queues the (rest of the) operation in `slot`.
+  void prep(RunState& st, unsigned slot) {
+    Slot& s = slots_[slot];
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) throw std::logic_error("io_uring: no free submission entry");
+    char* p = static_cast<char*>(s.op.buf) + s.done;
+    const auto n = static_cast<unsigned>(s.op.len - s.done);
+    if (s.op.kind == OpKind::read)
+      io_uring_prep_read(sqe, s.op.fd, p, n, s.op.offset + s.done);
+    else
+      io_uring_prep_write(sqe, s.op.fd, p, n, s.op.offset + s.done);
+    io_uring_sqe_set_data64(sqe, slot);
+    ++st.queued;
   }
 
- private:
+  void complete(RunState& st, unsigned slot, int err) {
+    Slot& s = slots_[slot];
+    IoDone d;
+    d.bytes = s.done;
+    d.err = err;
+    d.submit = s.submit;
+    d.complete = now_s();
+    --st.inflight;
+    free_.push_back(slot);
+    try {
+      if (!st.done(s.op, d)) st.stopping = true;
+    } catch (...) {
+      // Never unwind with operations in flight (the kernel still writes into their buffers):
+      // remember the error, drain, then rethrow.
+      if (!st.error) st.error = std::current_exception();
+      st.stopping = true;
+    }
+  }
+
+  // Takes operations from the source until the ring is full, the source is empty or the next
+  // operation is not due yet.
+  void fill(RunState& st) {
+    while (!st.stopping && !st.source_done && st.inflight < depth_) {
+      if (!st.have_pending) {
+        bool got = false;
+        try {
+          got = st.next(st.pending);
+        } catch (...) {
+          st.error = std::current_exception();
+          st.stopping = true;
+          return;
+        }
+        if (!got) {
+          st.source_done = true;
+          return;
+        }
+        st.have_pending = true;
+      }
+      if (st.pending.not_before > 0 && st.pending.not_before > now_s()) return;
+      const unsigned slot = free_.back();
+      free_.pop_back();
+      slots_[slot] = Slot{st.pending, 0, now_s()};
+      prep(st, slot);
+      ++st.inflight;
+      st.have_pending = false;
+      // fio's iodepth_batch_submit: by default every operation goes to the kernel at once (on
+      // virtual disks, batching kicks measurably lowers random-read IOPS).
+      if (st.queued >= batch_) {
+        const int r = io_uring_submit(&ring_);
+        if (r < 0 && r != -EINTR && r != -EAGAIN)
+          throw IoError(fmt::format("io_uring_submit: {}", std::strerror(-r)), -r);
+        if (r > 0) st.queued = 0;
+      }
+    }
+  }
+
+  // One system call submits what is queued and waits for a completion (fio's rhythm: the device
+  // queue is refilled as soon as completions are seen); with a paced operation pending, waits at
+  // most until it is due. False: nothing to reap yet (timeout, signal), go round again.
+  bool wait_for_completion(RunState& st) {
+    io_uring_cqe* cqe = nullptr;
+    int ret = 0;
+    if (st.have_pending && !st.stopping && st.inflight < depth_) {
+      const double wait = std::max(1e-6, st.pending.not_before - now_s());
+      __kernel_timespec ts{};
+      ts.tv_sec = static_cast<long long>(wait);
+      ts.tv_nsec = static_cast<long long>((wait - std::floor(wait)) * 1e9);
+      ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+      st.queued = 0;
+    } else {
+      ret = io_uring_submit_and_wait(&ring_, 1);
+      st.queued = 0;
+      if (ret >= 0) ret = io_uring_peek_cqe(&ring_, &cqe);
+    }
+    if (ret == -EINTR || ret == -EAGAIN || ret == -ETIME) return false;
+    if (ret < 0)
+      throw IoError(fmt::format("io_uring_submit_and_wait: {}", std::strerror(-ret)), -ret);
+    return true;
+  }
+
+  // Every completion seen: short transfers and EAGAIN continue, the rest go to the sink.
+  void reap(RunState& st) {
+    io_uring_cqe* cqe = nullptr;
+    unsigned head = 0, seen = 0;
+    io_uring_for_each_cqe(&ring_, head, cqe) {
+      ++seen;
+      const auto slot = static_cast<unsigned>(io_uring_cqe_get_data64(cqe));
+      Slot& s = slots_[slot];
+      const int res = cqe->res;
+      if (res < 0) {
+        if ((res == -EAGAIN || res == -EINTR) && !stop_requested()) {
+          prep(st, slot);  // retry the remainder
+          continue;
+        }
+        complete(st, slot, -res);
+      } else if (res == 0) {
+        complete(st, slot, 0);  // end of file: short transfer
+      } else {
+        s.done += static_cast<std::size_t>(res);
+        if (s.done < s.op.len && !st.stopping)
+          prep(st, slot);  // short transfer: continue with the rest
+        else
+          complete(st, slot, 0);
+      }
+    }
+    io_uring_cq_advance(&ring_, seen);
+  }
+
   struct Slot {
     IoOp op;
     std::size_t done = 0;
@@ -223,11 +251,10 @@ class UringEngine final : public Engine {
 
 }  // namespace
 
-std::unique_ptr<Engine> make_posix_engine(unsigned depth);
-
-std::unique_ptr<Engine> make_engine(EngineKind kind, unsigned depth, unsigned submit_batch) {
-  if (kind == EngineKind::io_uring) return std::make_unique<UringEngine>(depth, submit_batch);
-  return make_posix_engine(depth);
+std::unique_ptr<Engine> make_uring_engine(unsigned depth, unsigned submit_batch) {
+  return std::make_unique<UringEngine>(depth, submit_batch);
 }
 
 }  // namespace sb
+
+#endif  // FFB_HAVE_LIBURING

@@ -26,12 +26,6 @@ namespace sb {
 
 namespace fs = std::filesystem;
 
-IoError::IoError(const std::string& what, int err) : std::runtime_error(what), err_(err) {}
-
-void throw_io(const std::string& operation, const std::string& path, int err) {
-  throw IoError(fmt::format("{} {}: {}", operation, path, std::strerror(err)), err);
-}
-
 Fd& Fd::operator=(Fd&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);

@@ -18,20 +18,9 @@
 
 #include <mpi.h>
 
+#include "errors.h"
+
 namespace sb {
-
-// An I/O failure with context: "<operation> <path>: <strerror>".
-class IoError : public std::runtime_error {
- public:
-  IoError(const std::string& what, int err);
-  int err() const { return err_; }
-  bool out_of_space() const { return err_ == ENOSPC || err_ == EDQUOT; }
-
- private:
-  int err_;
-};
-
-[[noreturn]] void throw_io(const std::string& operation, const std::string& path, int err);
 
 class Fd {
  public:

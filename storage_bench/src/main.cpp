@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -15,9 +16,11 @@
 #include "ffb/hostinfo.h"
 #include "ffb/membw.h"
 #include "ffb/mpi_env.h"
+#include "ffb/program.h"
 #include "ffb/results.h"
 #include "ffb/sizes.h"
 #include "fsutil.h"
+#include "json_summary.h"
 #include "options.h"
 #include "report.h"
 #include "sync.h"
@@ -80,17 +83,6 @@ NodeMemBw node_memory_bandwidth(MPI_Comm comm, const ffb::Topology& topo, double
   return {per_node, ffb::allgather_strings(comm, plan.rule).front()};
 }
 
-int exit_code_of(FailKind k) {
-  switch (k) {
-    case FailKind::usage:
-      return ffb::kExitUsage;
-    case FailKind::interrupted:
-      return 128 + (stop_signal() ? stop_signal() : SIGINT);
-    default:
-      return ffb::kExitFailure;
-  }
-}
-
 // Open MPI's mpirun answers a SIGINT or SIGTERM of its own with SIGCONT + SIGTERM to every rank
 // (SIGKILL after odls_base_sigkill_timeout, 1 s by default) and exits 1 whatever the ranks
 // return; say so, since the user's own signal and exit status are lost on the way.
@@ -145,7 +137,7 @@ void check_plan(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, co
     const auto node =
         static_cast<std::size_t>(topo.node_of_rank[static_cast<std::size_t>(topo.rank)]);
     const auto here = static_cast<std::uint64_t>(topo.ranks_per_node[node]);
-    const std::uint64_t avail = ffb::meminfo_bytes("MemAvailable");
+    const std::uint64_t avail = ffb::mem_available_bytes();
     const std::uint64_t node_need = need.bytes > UINT64_MAX / here ? UINT64_MAX : need.bytes * here;
     if (avail > 0 && node_need > avail / 2)
       throw ffb::UsageError(fmt::format(
@@ -214,138 +206,190 @@ void print_outcome(const CommonOptions& c, const Workspace& ws, FailKind kind,
   }
 }
 
-int run(int argc, char** argv, int rank) {
-  MPI_Comm comm = MPI_COMM_WORLD;
-  int size = 1;
-  MPI_Comm_size(comm, &size);
-
-  std::optional<Options> parsed;
-  try {
-    parsed = parse_options(argc, argv, rank == 0);
-  } catch (const ffb::UsageError& e) {
-    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", e.what());
-    return ffb::kExitUsage;
+void run_workload(Ctx& ctx) {
+  switch (ctx.opt.workload) {
+    case Workload::seq:
+      run_seq(ctx);
+      break;
+    case Workload::loader:
+      run_loader(ctx);
+      break;
+    case Workload::checkpoint:
+      run_checkpoint(ctx);
+      break;
+    case Workload::kvcache:
+      run_kvcache(ctx);
+      break;
+    case Workload::meta:
+      run_meta(ctx);
+      break;
   }
-  if (!parsed) return ffb::kExitOk;
-  const Options& opt = *parsed;
+}
+
+// Inside the job directory: the direct-I/O probe, the engine, the memory bandwidth, the workload,
+// the summary and the results. Returns the exit status; a failure on any rank throws
+// ffb::AgreedFailure on every rank.
+int measure(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, FsInfo& fs, Workspace& ws,
+            Report& report, const ResultTargets& targets) {
   const auto& c = opt.common;
-  // --check-args: the options parsed and validated; DIR, the launcher and the file system are
-  // run-time questions (DIR may exist only where the ranks run), so nothing here touches them.
-  if (c.check_args) return ffb::kExitOk;
-  try {
-    ffb::check_output(c.output, comm);
-  } catch (const ffb::UsageError& e) {
-    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", e.what());
-    return ffb::kExitUsage;
-  }
+  const int rank = topo.rank, size = topo.size;
+  agree(comm, [&] {
+    if (rank == 0) probe_direct_io(ws.root(), fs);
+  });
+  bcast_fs_dio(comm, fs);
+  if (c.odirect && !fs.dio_supported)  // every rank has the same facts: agreed without a round
+    throw_agreed(FailKind::usage,
+                 fmt::format("--odirect: the file system at {} ({}) refuses O_DIRECT ({}); drop "
+                             "--odirect or use a directory on a file system that supports it",
+                             fs.path, fs.fs_type, fs.dio_error));
+  std::unique_ptr<Engine> engine;
+  agree(comm, [&] { engine = make_engine(c.engine, c.qd, c.submit_batch); });
+  const NodeMemBw mem = node_memory_bandwidth(comm, topo, c.mem_bw_gbps);
+  int shift = c.shift >= 0                  ? c.shift
+              : topo.ranks_per_node.empty() ? 0
+                                            : topo.ranks_per_node.front();
+  shift %= size;
 
+  Ctx ctx{opt,   comm,         rank,     size,  topo, ws, fs, *engine, dio_alignment(fs),
+          shift, mem.per_node, mem.rule, report};
+  report.preamble(preamble_lines(ctx, mem));
+  // Inside agree(): a usage error a workload finds (e.g. an O_DIRECT alignment) ends the run on
+  // every rank with one message, like any other failure.
+  agree(comm, [&] { run_workload(ctx); });
+  report.summary(c.verify);
+  int status = report.verify_errors() > 0 ? ffb::kExitFailure : ffb::kExitOk;
+  // --self-test-corrupt flipped a byte that a read-back must have caught: a run that did not see
+  // it proves nothing and must not pass.
+  if (c.self_test_corrupt && report.verify_errors() == 0) {
+    status = ffb::kExitFailure;
+    if (rank == 0)
+      std::fprintf(stderr,
+                   "storage_bench: --self-test-corrupt: the corrupted block was read back "
+                   "without a verify error; --verify is not working\n");
+  }
+  if (targets.any())
+    agree(comm, [&] {
+      report.write_results(ctx, status == ffb::kExitOk ? "complete" : "failed", targets);
+    });
+  return status;
+}
+
+// Checks DIR and the plan, makes the job directory, measures, and cleans up on every path. Returns
+// the exit status (interrupted: 128 + signal).
+int run_in_job_dir(MPI_Comm comm, const Options& opt, const ffb::Topology& topo,
+                   const ResultTargets& targets) {
+  const auto& c = opt.common;
   try {
-    agree(comm, [&] { ffb::check_launcher(comm); });
-    const ffb::Topology topo = ffb::discover_topology(comm);
     agree(comm, [&] { check_user_dir(c.dir); });
     FsInfo fs = probe_fs(c.dir);
-
     check_plan(comm, opt, topo, fs);
 
     Workspace ws(comm, c.dir, c.job_name, c.keep);
-    std::unique_ptr<Engine> engine;
-    NodeMemBw mem;
-    Report report(rank, c.per_rank);
+    Report report(topo.rank, c.per_rank);
     int status = ffb::kExitOk;
     std::string failure;
     FailKind fail_kind = FailKind::none;
     try {
-      agree(comm, [&] {
-        if (rank == 0) probe_direct_io(ws.root(), fs);
-      });
-      bcast_fs_dio(comm, fs);
-      if (c.odirect && !fs.dio_supported)
-        throw RunFailure(
-            FailKind::usage,
-            fmt::format("--odirect: the file system at {} ({}) refuses O_DIRECT ({}); drop "
-                        "--odirect or use a directory on a file system that supports it",
-                        fs.path, fs.fs_type, fs.dio_error));
-      agree(comm, [&] { engine = make_engine(c.engine, c.qd, c.submit_batch); });
-      mem = node_memory_bandwidth(comm, topo, c.mem_bw_gbps);
-      int shift = c.shift >= 0                  ? c.shift
-                  : topo.ranks_per_node.empty() ? 0
-                                                : topo.ranks_per_node.front();
-      shift %= size;
-
-      Ctx ctx{opt,   comm,         rank,     size,  topo, ws, fs, *engine, dio_alignment(fs),
-              shift, mem.per_node, mem.rule, report};
-      report.preamble(ctx, preamble_lines(ctx, mem));
-
-      // Inside agree(): a usage error a workload finds (e.g. an O_DIRECT alignment) ends the run
-      // on every rank with one message, like any other failure.
-      agree(comm, [&] {
-        switch (opt.workload) {
-          case Workload::seq:
-            run_seq(ctx);
-            break;
-          case Workload::loader:
-            run_loader(ctx);
-            break;
-          case Workload::checkpoint:
-            run_checkpoint(ctx);
-            break;
-          case Workload::kvcache:
-            run_kvcache(ctx);
-            break;
-          case Workload::meta:
-            run_meta(ctx);
-            break;
-        }
-      });
-      report.summary(c.verify);
-      if (report.verify_errors() > 0) status = ffb::kExitFailure;
-      // --self-test-corrupt flipped a byte that a read-back must have caught: a run that did not
-      // see it proves nothing and must not pass.
-      if (c.self_test_corrupt && report.verify_errors() == 0) {
-        status = ffb::kExitFailure;
-        if (rank == 0)
-          std::fprintf(stderr,
-                       "storage_bench: --self-test-corrupt: the corrupted block was read back "
-                       "without a verify error; --verify is not working\n");
-      }
-      if (!c.output.empty())
-        agree(comm,
-              [&] { report.write_hdf5(ctx, status == ffb::kExitOk ? "complete" : "failed", {}); });
-    } catch (const RunFailure& f) {
-      fail_kind = f.kind();
+      status = measure(comm, opt, topo, fs, ws, report, targets);
+    } catch (const ffb::AgreedFailure& f) {
+      fail_kind = kind_of(f);
       failure = f.what();
-      status = exit_code_of(f.kind());
+      status = exit_code_of(fail_kind);
     }
     // Cleanup on every path, collectively (all ranks agreed on the outcome above).
     std::uint64_t removed = ws.finish(), removed_all = 0;
     MPI_Reduce(&removed, &removed_all, 1, MPI_UINT64_T, MPI_SUM, 0, comm);
-    if (rank == 0) print_outcome(c, ws, fail_kind, failure, removed_all);
+    if (topo.rank == 0) print_outcome(c, ws, fail_kind, failure, removed_all);
     return status;
-  } catch (const RunFailure& f) {
-    if (rank == 0) std::fprintf(stderr, "storage_bench: %s\n", f.what());
-    return exit_code_of(f.kind());
+  } catch (const ffb::AgreedFailure& f) {
+    if (topo.rank == 0) std::fprintf(stderr, "storage_bench: %s\n", f.what());
+    return exit_code_of(kind_of(f));
   }
 }
+
+// Under -O summaryFormat=JSON without a file, stdout carries the JSON summary alone (as IOR's):
+// rank 0's text goes to stderr while this lives, and the JSON to the saved stdout.
+class TextToStderr {
+ public:
+  explicit TextToStderr(bool active) {
+    if (!active) return;
+    std::fflush(stdout);
+    saved_ = ::dup(STDOUT_FILENO);
+    if (saved_ >= 0) ::dup2(STDERR_FILENO, STDOUT_FILENO);
+  }
+  ~TextToStderr() {
+    if (saved_ < 0) return;
+    std::fflush(stdout);
+    ::dup2(saved_, STDOUT_FILENO);
+    ::close(saved_);
+  }
+  TextToStderr(const TextToStderr&) = delete;
+  TextToStderr& operator=(const TextToStderr&) = delete;
+  int json_fd() const { return saved_; }
+
+ private:
+  int saved_ = -1;
+};
+
+// storage_bench in the one program frame. It keeps its own parser (subcommands, --config) and its
+// own one-line messages ("storage_bench: ..."), so a usage error found while parsing is held and
+// said by run() rather than thrown into the frame.
+class StorageBench final : public ffb::Program {
+ public:
+  void add_options(CLI::App&) override {}  // unused: ProgramSpec::parse is parse() below
+
+  std::string parse(int argc, char** argv) {
+    install_stop_handlers();
+    try {
+      auto parsed = parse_command_line(argc, argv);
+      if (!parsed.options) return parsed.help;
+      options_ = std::move(parsed.options);
+    } catch (const ffb::UsageError& e) {
+      usage_error_ = e.what();
+    }
+    return "";
+  }
+
+  int run(ffb::ProgramContext& ctx) override {
+    if (!options_) return refuse(ctx, usage_error_);
+    const auto& c = options_->common;
+    // --check-args: the options parsed and validated; DIR and the file system are run-time
+    // questions (DIR may exist only where the ranks run), so nothing here touches them.
+    if (c.check_args) return ffb::kExitOk;
+    try {
+      ffb::check_output(c.output, ctx.comm);
+      agree(ctx.comm, [&] {
+        if (ctx.root() && !c.json.empty()) check_json_target(c.json, c.json_flag);
+      });
+    } catch (const ffb::UsageError& e) {
+      return refuse(ctx, e.what());
+    } catch (const ffb::AgreedFailure& e) {  // check_json_target's usage error, on every rank
+      return refuse(ctx, e.what());
+    }
+    const TextToStderr text(ctx.root() && c.json_stdout);
+    const ResultTargets targets{c.output, c.json, c.json_stdout, text.json_fd()};
+    return run_in_job_dir(ctx.comm, *options_, ctx.topology, targets);
+  }
+
+ private:
+  static int refuse(const ffb::ProgramContext& ctx, const std::string& why) {
+    if (ctx.root()) std::fprintf(stderr, "storage_bench: %s\n", why.c_str());
+    return ffb::kExitUsage;
+  }
+
+  std::optional<Options> options_;
+  std::string usage_error_;
+};
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rc = 0;
-  try {
-    ffb::MpiSession mpi(argc, argv, MPI_THREAD_FUNNELED);
-    sb::install_stop_handlers();
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    rc = run(argc, argv, rank);
-  } catch (const ffb::UsageError& e) {
-    std::fprintf(stderr, "storage_bench: %s\n", e.what());
-    rc = ffb::kExitUsage;
-  } catch (const std::exception& e) {
-    char host[256] = {};
-    gethostname(host, sizeof host - 1);
-    std::fprintf(stderr, "storage_bench (%s, pid %d): %s\n", host, static_cast<int>(getpid()),
-                 e.what());
-    rc = ffb::kExitFailure;
-  }
-  return rc;
+  StorageBench program;
+  return ffb::run_program(
+      argc, argv,
+      {.name = "storage_bench",
+       .description = "MPI-parallel storage loads shaped like AI training",
+       .thread_level = MPI_THREAD_FUNNELED,
+       .parse = [&program](int ac, char** av) { return program.parse(ac, av); }},
+      program);
 }

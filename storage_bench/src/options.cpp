@@ -6,14 +6,18 @@
 #include <deque>
 #include <iostream>
 #include <limits>
-#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include "build_features.h"
+#if FFB_HAVE_YAML_CPP
 #include <yaml-cpp/yaml.h>
+#endif
 
 #include "ffb/error.h"
 #include "ffb/sizes.h"
+#include "ffb/strings.h"
 #include "fsutil.h"
 
 namespace sb {
@@ -241,6 +245,18 @@ void add_common(CLI::App& app, CommonOptions& c, std::string& positional_dir) {
                  "append the results to this HDF5 file (results/SCHEMA.md)")
       ->group("Output");
   app.add_option("--label", c.label, "free text stored with the run")->group("Output");
+  app.add_option("--json", c.json,
+                 "write the JSON summary (IOR's layout plus every phase, percentile and provenance "
+                 "field) to this file, atomically")
+      ->type_name("FILE")
+      ->group("Output");
+  app.add_option("-O", c.ior_directives,
+                 "IOR directive: summaryFormat=JSON (the JSON summary on stdout, the text on "
+                 "stderr) and summaryFile=FILE (the JSON summary to FILE)")
+      ->allow_extra_args(false)  // one value per -O, as IOR; DIR may follow
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->type_name("KEY=VALUE")
+      ->group("Output");
   app.add_flag("--per-rank", c.per_rank, "print one row per rank and phase too")->group("Output");
   app.add_flag("--self-test-corrupt", c.self_test_corrupt,
                "with --verify: after writing, flip one byte of one block we wrote, so the run "
@@ -251,14 +267,10 @@ void add_common(CLI::App& app, CommonOptions& c, std::string& positional_dir) {
       ->group("Testing");
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream ss(s);
-  std::string item;
-  while (std::getline(ss, item, ','))
-    if (!item.empty()) out.push_back(item);
-  return out;
-}
+}  // namespace
+
+#if FFB_HAVE_YAML_CPP
+namespace {
 
 std::string yaml_scalar_token(const std::string& key, const YAML::Node& v,
                               const std::string& path) {
@@ -310,6 +322,17 @@ std::vector<std::string> config_tokens(const std::string& path, std::string* wor
   return tokens;
 }
 
+#else
+
+std::vector<std::string> config_tokens(const std::string& path, std::string* /*workload*/) {
+  throw ffb::UsageError(fmt::format(
+      "--config {}: this build of storage_bench has no yaml-cpp, so it reads no config files; "
+      "give the options on the command line (or rebuild with yaml-cpp)",
+      path));
+}
+
+#endif  // FFB_HAVE_YAML_CPP
+
 nlohmann::json Options::to_json() const {
   nlohmann::json j;
   const auto& c = common;
@@ -330,6 +353,7 @@ nlohmann::json Options::to_json() const {
   j["shift"] = c.shift;
   j["keep"] = c.keep;
   j["output"] = c.output;
+  j["json"] = c.json;
   j["label"] = c.label;
   j["mem_bw_gbps"] = c.mem_bw_gbps;
   j["space_margin"] = c.space_margin;
@@ -390,11 +414,9 @@ nlohmann::json Options::to_json() const {
 
 namespace {
 
-// Workload options. Text options (phases, pattern) are checked after parsing.
+// What the parser fills besides Options: the positional DIR (it wins over --dir).
 struct Texts {
   std::string positional_dir;
-  std::string seq_phases = "write,read", seq_pattern = "seq";
-  std::string meta_phases = "create,stat,read,delete";
 };
 
 void add_seq(CLI::App& app, Options& o, Registry& reg, Texts& t) {
@@ -410,14 +432,14 @@ void add_seq(CLI::App& app, Options& o, Registry& reg, Texts& t) {
       ->default_val(o.seq.segments);
   seq->add_flag("-F,--file-per-proc", o.seq.file_per_proc,
                 "one file per rank (IOR -F); default one shared file");
-  seq->add_option("--pattern", t.seq_pattern,
+  seq->add_option("--pattern", o.seq.pattern,
                   "seq: ascending offsets; random: every transfer offset once in a seeded random "
                   "order (IOR -z, fio rw=randread/randwrite)")
       ->check(CLI::IsMember({"seq", "random"}))
-      ->default_val(t.seq_pattern);
-  seq->add_option("--phases", t.seq_phases,
+      ->default_val(o.seq.pattern);
+  seq->add_option("--phases", o.seq.phases,
                   "write,read | write | read (read alone lays the data out untimed first)")
-      ->default_val(t.seq_phases);
+      ->default_val(o.seq.phases);
 }
 
 void add_loader(CLI::App& app, Options& o, Registry& reg, Texts& t) {
@@ -520,129 +542,9 @@ void add_meta(CLI::App& app, Options& o, Registry& reg, Texts& t) {
            "--file-size", 0, kGiB);
   meta->add_flag("-u,--unique-dir", o.meta.unique_dir,
                  "one directory per rank (mdtest -u); default one shared directory");
-  meta->add_option("--phases", t.meta_phases,
+  meta->add_option("--phases", o.meta.phases,
                    "any of create,stat,read,delete (create is always run)")
-      ->default_val(t.meta_phases);
-}
-
-// ---- validation that CLI11 cannot express: one line naming the flag, the value and the fix ----
-
-void validate_seq(Options& o, const Texts& t) {
-  o.seq.random = t.seq_pattern == "random";
-  const auto ph = split_list(t.seq_phases);
-  o.seq.do_write = o.seq.do_read = false;
-  for (const auto& p : ph) {
-    if (p == "write")
-      o.seq.do_write = true;
-    else if (p == "read")
-      o.seq.do_read = true;
-    else
-      throw ffb::UsageError(fmt::format(
-          "--phases {}: unknown phase '{}'; use write,read, write or read", t.seq_phases, p));
-  }
-  if (ph.empty()) throw ffb::UsageError("--phases: empty; use write,read, write or read");
-  if (o.seq.block % o.seq.transfer != 0)
-    throw ffb::UsageError(
-        fmt::format("--block {} is not a multiple of --transfer {}: make the block a whole "
-                    "number of transfers (IOR's rule)",
-                    ffb::format_size(o.seq.block), ffb::format_size(o.seq.transfer)));
-  if (o.seq.segments > kPiB / o.seq.block)
-    throw ffb::UsageError(
-        fmt::format("--block {} x --segments {}: above 1 PiB per rank; lower --segments or --block",
-                    ffb::format_size(o.seq.block), o.seq.segments));
-  if (o.common.self_test_corrupt && !o.seq.do_read)
-    throw ffb::UsageError(fmt::format(
-        "--self-test-corrupt with --phases {}: nothing is read back, so the corruption could not "
-        "be caught; add the read phase or drop --self-test-corrupt",
-        t.seq_phases));
-}
-
-void validate_loader(const Options& o) {
-  const auto d = SizeDistribution::parse(o.loader.sample_size, "--sample-size");
-  if (d.max_size() > kGiB)
-    throw ffb::UsageError(fmt::format(
-        "--sample-size {}: samples above 1 GiB are not supported; give a max= of at most 1G",
-        o.loader.sample_size));
-  if (d.mean_estimate() * static_cast<double>(o.loader.samples) > static_cast<double>(kPiB))
-    throw ffb::UsageError(fmt::format(
-        "--samples {} x --sample-size {}: a dataset above 1 PiB; give fewer or smaller samples",
-        o.loader.samples, o.loader.sample_size));
-}
-
-void validate_checkpoint(const Options& o) {
-  const auto& k = o.ckpt;
-  if (k.ckpt_size && k.model_params > 0)
-    throw ffb::UsageError(
-        "--ckpt-size and --model-params both given: give one (the shard size directly, or the "
-        "model to derive it)");
-  const double total = k.model_params * k.bytes_per_param * k.optimizer_factor;
-  if (total > static_cast<double>(std::uint64_t{1} << 60))
-    throw ffb::UsageError(fmt::format(
-        "--model-params {:g} x --bytes-per-param {:g} x --optimizer-factor {:g} = {:.3g} bytes: "
-        "above 1 EiB; give a smaller model or factor",
-        k.model_params, k.bytes_per_param, k.optimizer_factor, total));
-  if (o.common.self_test_corrupt && !k.restore)
-    throw ffb::UsageError(
-        "--self-test-corrupt with --no-restore: nothing is read back, so the corruption could not "
-        "be caught; drop --no-restore or --self-test-corrupt");
-}
-
-void validate_kvcache(const Options& o) {
-  const auto& k = o.kv;
-  const auto wblocks =
-      static_cast<std::uint64_t>(std::llround(static_cast<double>(k.ops) * k.write_frac));
-  if (wblocks >= k.blocks_per_rank)
-    throw ffb::UsageError(
-        fmt::format("--write-frac {} x --ops {} = {} new blocks per rank and round, not below "
-                    "--blocks-per-rank {}: the store would turn over completely every round; raise "
-                    "--blocks-per-rank or lower --write-frac",
-                    k.write_frac, k.ops, wblocks, k.blocks_per_rank));
-  if (k.blocks_per_rank > kPiB / k.block_size)
-    throw ffb::UsageError(
-        fmt::format("--blocks-per-rank {} x --block-size {}: above 1 PiB per rank; lower either",
-                    k.blocks_per_rank, ffb::format_size(k.block_size)));
-  if (o.common.self_test_corrupt && wblocks >= k.ops)
-    throw ffb::UsageError(fmt::format(
-        "--self-test-corrupt with --write-frac {}: no operation reads a block, so the corruption "
-        "could not be caught; lower --write-frac or drop --self-test-corrupt",
-        k.write_frac));
-}
-
-void validate_meta(Options& o, const Texts& t) {
-  o.meta.do_create = true;
-  o.meta.do_stat = o.meta.do_read = o.meta.do_delete = false;
-  for (const auto& p : split_list(t.meta_phases)) {
-    if (p == "create") continue;
-    if (p == "stat")
-      o.meta.do_stat = true;
-    else if (p == "read")
-      o.meta.do_read = true;
-    else if (p == "delete")
-      o.meta.do_delete = true;
-    else
-      throw ffb::UsageError(fmt::format(
-          "--phases {}: unknown phase '{}'; use any of create,stat,read,delete", t.meta_phases, p));
-  }
-  if (o.common.self_test_corrupt && (!o.meta.do_read || o.meta.file_size == 0))
-    throw ffb::UsageError(fmt::format(
-        "--self-test-corrupt with {}: no file content is read back, so the corruption could not "
-        "be caught; {} or drop --self-test-corrupt",
-        o.meta.file_size == 0 ? "--file-size 0" : "--phases " + t.meta_phases,
-        o.meta.file_size == 0 ? "give a --file-size" : "add the read phase"));
-}
-
-void validate_common(const Options& o) {
-  const auto& c = o.common;
-  if (c.job_name_given) check_job_name(c.job_name);
-  if (c.self_test_corrupt && !c.verify)
-    throw ffb::UsageError(
-        "--self-test-corrupt without --verify: it flips a byte to show that --verify catches it, "
-        "and nothing would check it; add --verify");
-  if (c.self_test_corrupt && c.stonewall_s > 0)
-    throw ffb::UsageError(fmt::format(
-        "--self-test-corrupt with --stonewall {:g}: the corrupted block might never be read "
-        "back; drop --stonewall or --self-test-corrupt",
-        c.stonewall_s));
+      ->default_val(o.meta.phases);
 }
 
 // --config: its keys become tokens right after the workload name, before the user's own.
@@ -673,30 +575,190 @@ std::vector<std::string> with_config(std::vector<std::string> args,
   return args;
 }
 
-void validate(Options& o, const Texts& t) {
-  validate_common(o);
-  switch (o.workload) {
-    case Workload::seq:
-      validate_seq(o, t);
-      break;
-    case Workload::loader:
-      validate_loader(o);
-      break;
-    case Workload::checkpoint:
-      validate_checkpoint(o);
-      break;
-    case Workload::kvcache:
-      validate_kvcache(o);
-      break;
-    case Workload::meta:
-      validate_meta(o, t);
-      break;
+}  // namespace
+
+// ---- validation that CLI11 cannot express: one line naming the flag, the value and the fix ----
+
+void SeqOptions::validate(const CommonOptions& c) {
+  random = pattern == "random";
+  const auto ph = ffb::split_list(phases);
+  do_write = do_read = false;
+  for (const auto& p : ph) {
+    if (p == "write")
+      do_write = true;
+    else if (p == "read")
+      do_read = true;
+    else
+      throw ffb::UsageError(
+          fmt::format("--phases {}: unknown phase '{}'; use write,read, write or read", phases, p));
   }
+  if (ph.empty()) throw ffb::UsageError("--phases: empty; use write,read, write or read");
+  if (block % transfer != 0)
+    throw ffb::UsageError(
+        fmt::format("--block {} is not a multiple of --transfer {}: make the block a whole "
+                    "number of transfers (IOR's rule)",
+                    ffb::format_size(block), ffb::format_size(transfer)));
+  if (segments > kPiB / block)
+    throw ffb::UsageError(
+        fmt::format("--block {} x --segments {}: above 1 PiB per rank; lower --segments or --block",
+                    ffb::format_size(block), segments));
+  if (c.self_test_corrupt && !do_read)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --phases {}: nothing is read back, so the corruption could not "
+        "be caught; add the read phase or drop --self-test-corrupt",
+        phases));
+}
+
+void LoaderOptions::validate() const {
+  const auto d = SizeDistribution::parse(sample_size, "--sample-size");
+  if (d.max_size() > kGiB)
+    throw ffb::UsageError(fmt::format(
+        "--sample-size {}: samples above 1 GiB are not supported; give a max= of at most 1G",
+        sample_size));
+  if (d.mean_estimate() * static_cast<double>(samples) > static_cast<double>(kPiB))
+    throw ffb::UsageError(fmt::format(
+        "--samples {} x --sample-size {}: a dataset above 1 PiB; give fewer or smaller samples",
+        samples, sample_size));
+}
+
+void CheckpointOptions::validate(const CommonOptions& c) const {
+  if (ckpt_size && model_params > 0)
+    throw ffb::UsageError(
+        "--ckpt-size and --model-params both given: give one (the shard size directly, or the "
+        "model to derive it)");
+  const double total = model_params * bytes_per_param * optimizer_factor;
+  if (total > static_cast<double>(std::uint64_t{1} << 60))
+    throw ffb::UsageError(fmt::format(
+        "--model-params {:g} x --bytes-per-param {:g} x --optimizer-factor {:g} = {:.3g} bytes: "
+        "above 1 EiB; give a smaller model or factor",
+        model_params, bytes_per_param, optimizer_factor, total));
+  if (c.self_test_corrupt && !restore)
+    throw ffb::UsageError(
+        "--self-test-corrupt with --no-restore: nothing is read back, so the corruption could not "
+        "be caught; drop --no-restore or --self-test-corrupt");
+}
+
+void KvOptions::validate(const CommonOptions& c) const {
+  const auto wblocks =
+      static_cast<std::uint64_t>(std::llround(static_cast<double>(ops) * write_frac));
+  if (wblocks >= blocks_per_rank)
+    throw ffb::UsageError(
+        fmt::format("--write-frac {} x --ops {} = {} new blocks per rank and round, not below "
+                    "--blocks-per-rank {}: the store would turn over completely every round; raise "
+                    "--blocks-per-rank or lower --write-frac",
+                    write_frac, ops, wblocks, blocks_per_rank));
+  if (blocks_per_rank > kPiB / block_size)
+    throw ffb::UsageError(
+        fmt::format("--blocks-per-rank {} x --block-size {}: above 1 PiB per rank; lower either",
+                    blocks_per_rank, ffb::format_size(block_size)));
+  if (c.self_test_corrupt && wblocks >= ops)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --write-frac {}: no operation reads a block, so the corruption "
+        "could not be caught; lower --write-frac or drop --self-test-corrupt",
+        write_frac));
+}
+
+void MetaOptions::validate(const CommonOptions& c) {
+  do_create = true;
+  do_stat = do_read = do_delete = false;
+  for (const auto& p : ffb::split_list(phases)) {
+    if (p == "create") continue;
+    if (p == "stat")
+      do_stat = true;
+    else if (p == "read")
+      do_read = true;
+    else if (p == "delete")
+      do_delete = true;
+    else
+      throw ffb::UsageError(fmt::format(
+          "--phases {}: unknown phase '{}'; use any of create,stat,read,delete", phases, p));
+  }
+  if (c.self_test_corrupt && (!do_read || file_size == 0))
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with {}: no file content is read back, so the corruption could not "
+        "be caught; {} or drop --self-test-corrupt",
+        file_size == 0 ? "--file-size 0" : "--phases " + phases,
+        file_size == 0 ? "give a --file-size" : "add the read phase"));
+}
+
+namespace {
+
+// IOR's -O KEY=VALUE directives that storage_bench takes: summaryFormat=JSON, summaryFile=FILE.
+void apply_ior_directives(CommonOptions& c) {
+  std::string summary_file;
+  bool json_format = false;
+  for (const auto& d : c.ior_directives) {
+    const auto eq = d.find('=');
+    const std::string key = d.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : d.substr(eq + 1);
+    if (key == "summaryFormat" && (value == "JSON" || value == "json"))
+      json_format = true;
+    else if (key == "summaryFormat")
+      throw ffb::UsageError(fmt::format(
+          "-O {}: storage_bench writes only a JSON summary; use -O summaryFormat=JSON", d));
+    else if (key == "summaryFile" && !value.empty())
+      summary_file = value;
+    else
+      throw ffb::UsageError(
+          fmt::format("-O {}: unknown directive; storage_bench takes -O summaryFormat=JSON and -O "
+                      "summaryFile=FILE",
+                      d));
+  }
+  if (!summary_file.empty() && !json_format)
+    throw ffb::UsageError(fmt::format(
+        "-O summaryFile={}: without -O summaryFormat=JSON there is no summary to write; add "
+        "-O summaryFormat=JSON or use --json {}",
+        summary_file, summary_file));
+  if (!summary_file.empty() && !c.json.empty() && summary_file != c.json)
+    throw ffb::UsageError(fmt::format(
+        "-O summaryFile={} and --json {}: two JSON files; give one of them", summary_file, c.json));
+  if (!summary_file.empty() && c.json.empty()) c.json_flag = "-O summaryFile";
+  if (!summary_file.empty()) c.json = summary_file;
+  c.json_stdout = json_format && c.json.empty();
 }
 
 }  // namespace
 
-std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
+void CommonOptions::validate() {
+  check_engine_available(engine);
+  if (job_name_given) check_job_name(job_name);
+  if (self_test_corrupt && !verify)
+    throw ffb::UsageError(
+        "--self-test-corrupt without --verify: it flips a byte to show that --verify catches it, "
+        "and nothing would check it; add --verify");
+  if (self_test_corrupt && stonewall_s > 0)
+    throw ffb::UsageError(fmt::format(
+        "--self-test-corrupt with --stonewall {:g}: the corrupted block might never be read "
+        "back; drop --stonewall or --self-test-corrupt",
+        stonewall_s));
+  apply_ior_directives(*this);
+  if (!json.empty() && json == output)
+    throw ffb::UsageError(fmt::format(
+        "{} {}: the same file as --output; give the JSON summary its own file", json_flag, json));
+}
+
+void Options::validate() {
+  common.validate();
+  switch (workload) {
+    case Workload::seq:
+      seq.validate(common);
+      break;
+    case Workload::loader:
+      loader.validate();
+      break;
+    case Workload::checkpoint:
+      ckpt.validate(common);
+      break;
+    case Workload::kvcache:
+      kv.validate(common);
+      break;
+    case Workload::meta:
+      meta.validate(common);
+      break;
+  }
+}
+
+ParsedCommandLine parse_command_line(int argc, char** argv) {
   Options o;
   o.argv.assign(argv, argv + argc);
 
@@ -723,13 +785,10 @@ std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
   try {
     app.parse(reversed);
   } catch (const CLI::CallForHelp&) {
-    if (print_help)
-      std::cout << (app.get_subcommands().empty() ? app.help()
-                                                  : app.get_subcommands().front()->help());
-    return std::nullopt;
+    return {std::nullopt,
+            app.get_subcommands().empty() ? app.help() : app.get_subcommands().front()->help()};
   } catch (const CLI::CallForAllHelp&) {
-    if (print_help) std::cout << app.help("", CLI::AppFormatMode::All);
-    return std::nullopt;
+    return {std::nullopt, app.help("", CLI::AppFormatMode::All)};
   } catch (const CLI::ParseError& e) {
     std::string sub =
         app.get_subcommands().empty() ? "" : " " + app.get_subcommands().front()->get_name();
@@ -751,8 +810,14 @@ std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
   if (w == "checkpoint") o.workload = Workload::checkpoint;
   if (w == "kvcache") o.workload = Workload::kvcache;
   if (w == "meta") o.workload = Workload::meta;
-  validate(o, t);
-  return o;
+  o.validate();
+  return {std::move(o), ""};
+}
+
+std::optional<Options> parse_options(int argc, char** argv, bool print_help) {
+  auto parsed = parse_command_line(argc, argv);
+  if (print_help && !parsed.options) std::cout << parsed.help;
+  return std::move(parsed.options);
 }
 
 }  // namespace sb

@@ -44,6 +44,12 @@ struct CommonOptions {
   std::uint64_t residency_pages = 4096;  // mincore sample per rank and read phase
   bool self_test_corrupt = false;        // needs --verify (refused without)
   bool check_args = false;               // only check the options, touch no file
+  std::string json;                      // --json FILE (or -O summaryFile=FILE): the JSON summary
+  std::vector<std::string> ior_directives;  // -O KEY=VALUE as given (IOR's spelling)
+  bool json_stdout = false;  // -O summaryFormat=JSON without a file: the JSON goes to stdout
+  std::string json_flag = "--json";  // how the JSON file was named, for messages
+  // Job name, --self-test-corrupt pairings and the -O directives (which set json/json_stdout).
+  void validate();
 };
 
 struct SeqOptions {
@@ -51,8 +57,11 @@ struct SeqOptions {
   std::uint64_t transfer = 1ull << 20;
   std::uint64_t segments = 1;
   bool file_per_proc = false;
+  std::string pattern = "seq";        // --pattern as given
+  std::string phases = "write,read";  // --phases as given
   bool random = false;  // --pattern random: every transfer offset once, in a seeded random order
   bool do_write = true, do_read = true;
+  void validate(const CommonOptions& c);  // derives random/do_write/do_read; checks the sizes
 };
 
 struct LoaderOptions {
@@ -63,6 +72,7 @@ struct LoaderOptions {
   std::uint64_t batch = 16;
   double compute_ms = 0.0;
   int prefetch = 2;
+  void validate() const;
 };
 
 struct CheckpointOptions {
@@ -76,6 +86,7 @@ struct CheckpointOptions {
   bool restore = true;
   int restore_ranks = 0;  // 0 = every rank
   std::uint64_t shard_bytes(int nranks) const;
+  void validate(const CommonOptions& c) const;
 };
 
 struct KvOptions {
@@ -87,13 +98,16 @@ struct KvOptions {
   double write_frac = 0.2;
   double zipf = 0.99;
   double rate = 0.0;  // operations/s per rank, Poisson arrivals; 0 = closed loop
+  void validate(const CommonOptions& c) const;
 };
 
 struct MetaOptions {
   std::uint64_t files = 1000;  // per rank
   std::uint64_t file_size = 3901;
   bool unique_dir = false;
+  std::string phases = "create,stat,read,delete";  // --phases as given
   bool do_create = true, do_stat = true, do_read = true, do_delete = true;
+  void validate(const CommonOptions& c);  // derives do_*
 };
 
 struct Options {
@@ -106,10 +120,19 @@ struct Options {
   MetaOptions meta;
   std::vector<std::string> argv;   // the command line as given (plus config-file arguments)
   nlohmann::json to_json() const;  // every option after defaults, for the results file
+  // What CLI11 cannot check: one line naming the flag, the value and the fix (ffb::UsageError).
+  void validate();
 };
 
 // Parses argv (and --config FILE). Throws ffb::UsageError with one line naming the flag, the value
-// and the fix. Returns nullopt after printing --help (to `help_out`, rank 0 only).
+// and the fix. After --help or --help-all: no options, and the help text to print.
+struct ParsedCommandLine {
+  std::optional<Options> options;
+  std::string help;
+};
+ParsedCommandLine parse_command_line(int argc, char** argv);
+
+// The same, printing the help itself (to stdout, when print_help) and returning nullopt then.
 std::optional<Options> parse_options(int argc, char** argv, bool print_help);
 
 // Applies a config file's keys (YAML mapping of long option names to values) as command-line

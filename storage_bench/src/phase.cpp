@@ -86,25 +86,28 @@ double RankPhase::work_by(double t) const {
   return w0 + (w1 - w0) * (t - t0) / (t1 - t0);
 }
 
-PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
-  const PhaseSpec& spec = mine.spec();
-  PhaseResult r;
-  r.spec = spec;
-  MPI_Comm comm = ctx.comm;
+namespace {
 
-  // Per-rank row: fill missing marks from the operation times.
+constexpr int kFields = 16;  // one rank's row as gathered on rank 0
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// Per-rank row: fill missing marks from the operation times.
+void fill_missing_marks(RankPhase& mine) {
   if (mine.t_first > 1e299) mine.t_first = 0.0;
   if (mine.t_last < -1e299) mine.t_last = mine.t_first;
   if (mine.t_open > 1e299) mine.t_open = mine.t_first;
   if (mine.t_close < -1e299) mine.t_close = mine.t_last;
   mine.t_open = std::min(mine.t_open, mine.t_first);
   mine.t_close = std::max(mine.t_close, mine.t_last);
+}
 
+// Every rank's row on rank 0 (kFields doubles per rank; empty elsewhere).
+std::vector<double> gather_rows(MPI_Comm comm, int rank, int size, RankPhase& mine) {
+  const PhaseSpec& spec = mine.spec();
   std::uint64_t read_bytes = 0;
   for (std::size_t i = 0; i < spec.ops.size(); ++i)
     if (spec.op_is_read[i]) read_bytes += mine.op(i).bytes;
   const auto& main_lat = mine.op(0).lat;
-  constexpr int kFields = 16;
   const double row[kFields] = {mine.active ? 1.0 : 0.0,
                                mine.t_open,
                                mine.t_first,
@@ -121,41 +124,47 @@ PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
                                main_lat.percentile(50) / 1e3,
                                main_lat.percentile(99) / 1e3,
                                0.0};
-  std::vector<double> rows(ctx.rank == 0 ? static_cast<std::size_t>(kFields * ctx.size) : 0);
-  MPI_Gather(row, kFields, MPI_DOUBLE, ctx.rank == 0 ? rows.data() : nullptr, kFields, MPI_DOUBLE,
-             0, comm);
+  std::vector<double> rows(rank == 0 ? static_cast<std::size_t>(kFields * size) : 0);
+  MPI_Gather(row, kFields, MPI_DOUBLE, rank == 0 ? rows.data() : nullptr, kFields, MPI_DOUBLE, 0,
+             comm);
+  return rows;
+}
 
-  // First done: work of all ranks when the fastest active rank closed.
-  const double inf = std::numeric_limits<double>::infinity();
-  double local_open = mine.active ? mine.t_open : inf,
-         local_close = mine.active ? mine.t_close : inf;
-  double t0 = 0, first_close = 0;
-  MPI_Allreduce(&local_open, &t0, 1, MPI_DOUBLE, MPI_MIN, comm);
-  MPI_Allreduce(&local_close, &first_close, 1, MPI_DOUBLE, MPI_MIN, comm);
-  double my_work_first =
-      mine.active && std::isfinite(first_close) ? mine.work_by(first_close) : 0.0;
-  double work_first = 0;
-  MPI_Reduce(&my_work_first, &work_first, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
+// First done: the work of all ranks when the fastest active rank closed (rank 0 gets the sum).
+struct FirstDone {
+  double t0 = 0, first_close = 0, work = 0;
+};
+FirstDone first_done(MPI_Comm comm, const RankPhase& mine) {
+  FirstDone f;
+  const double local_open = mine.active ? mine.t_open : kInf;
+  const double local_close = mine.active ? mine.t_close : kInf;
+  MPI_Allreduce(&local_open, &f.t0, 1, MPI_DOUBLE, MPI_MIN, comm);
+  MPI_Allreduce(&local_close, &f.first_close, 1, MPI_DOUBLE, MPI_MIN, comm);
+  const double my_work =
+      mine.active && std::isfinite(f.first_close) ? mine.work_by(f.first_close) : 0.0;
+  MPI_Reduce(&my_work, &f.work, 1, MPI_DOUBLE, MPI_SUM, 0, comm);
+  return f;
+}
 
-  // Verify errors: totals everywhere, the first message from the lowest failing rank.
+// Verify errors: totals everywhere, the first message from the lowest failing rank.
+void merge_verify(MPI_Comm comm, const ffb::Topology& topo, const RankPhase& mine, PhaseResult& r) {
   const std::uint64_t verr[2] = {mine.verify_errors, mine.verify_checked};
   std::uint64_t verr_all[2] = {0, 0};
   MPI_Allreduce(verr, verr_all, 2, MPI_UINT64_T, MPI_SUM, comm);
-  const std::uint64_t verr_total = verr_all[0];
-  r.verify_errors = verr_total;
+  r.verify_errors = verr_all[0];
   r.verify_checked = verr_all[1];
-  if (verr_total > 0) {
-    const auto msgs = ffb::allgather_strings(comm, mine.verify_first);
-    for (int i = 0; i < ctx.size; ++i)
-      if (!msgs[static_cast<std::size_t>(i)].empty()) {
-        r.verify_first =
-            fmt::format("rank {} ({}): {}", i, ctx.topo.hosts[static_cast<std::size_t>(i)],
-                        msgs[static_cast<std::size_t>(i)]);
-        break;
-      }
-  }
+  if (r.verify_errors == 0) return;
+  const auto msgs = ffb::allgather_strings(comm, mine.verify_first);
+  for (std::size_t i = 0; i < msgs.size(); ++i)
+    if (!msgs[i].empty()) {
+      r.verify_first = fmt::format("rank {} ({}): {}", i, topo.hosts[i], msgs[i]);
+      break;
+    }
+}
 
-  // Histograms per operation type, merged exactly on rank 0.
+// Histograms per operation type, merged exactly on rank 0.
+void merge_histograms(MPI_Comm comm, RankPhase& mine, PhaseResult& r) {
+  const PhaseSpec& spec = mine.spec();
   for (std::size_t i = 0; i < spec.ops.size(); ++i) {
     OpSummary s;
     s.op = spec.ops[i];
@@ -167,52 +176,67 @@ PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
     s.ops = s.hist.count();
     r.op_summaries.push_back(std::move(s));
   }
-  if (ctx.rank != 0) return r;
+}
 
-  // ---- rank 0: the cluster-wide numbers ----
-  double t_open = inf, t_first = inf, t_last = -inf, t_close = -inf, res_s = 0, res_r = 0;
-  double slowest = -inf;
+// Rank 0: the rank rows into r (totals, active ranks, slowest rank) and the phase's time span.
+struct Span {
+  double t_open = kInf, t_first = kInf, t_last = -kInf, t_close = -kInf;
+  double res_sampled = 0, res_resident = 0;
   int measured = 0;
-  std::vector<double> node_read(static_cast<std::size_t>(ctx.topo.nnodes()), 0.0);
-  for (int i = 0; i < ctx.size; ++i) {
-    const double* x = &rows[static_cast<std::size_t>(i * kFields)];
-    RankRow rr;
-    rr.rank = i;
-    rr.host = ctx.topo.hosts[static_cast<std::size_t>(i)];
-    rr.active = x[0] > 0 ? 1 : 0;
-    rr.t_open = x[1];
-    rr.t_first = x[2];
-    rr.t_last = x[3];
-    rr.t_close = x[4];
-    rr.bytes = static_cast<std::uint64_t>(x[5]);
-    rr.ops = static_cast<std::uint64_t>(x[6]);
-    rr.gbps = rr.t_close > rr.t_open ? x[5] / (rr.t_close - rr.t_open) / 1e9 : 0.0;
-    rr.p50_us = x[13];
-    rr.p99_us = x[14];
+  std::vector<double> node_read;  // bytes read per node
+};
+RankRow rank_row(const double* x, int rank, const std::string& host) {
+  RankRow rr;
+  rr.rank = rank;
+  rr.host = host;
+  rr.active = x[0] > 0 ? 1 : 0;
+  rr.t_open = x[1];
+  rr.t_first = x[2];
+  rr.t_last = x[3];
+  rr.t_close = x[4];
+  rr.bytes = static_cast<std::uint64_t>(x[5]);
+  rr.ops = static_cast<std::uint64_t>(x[6]);
+  rr.gbps = rr.t_close > rr.t_open ? x[5] / (rr.t_close - rr.t_open) / 1e9 : 0.0;
+  rr.p50_us = x[13];
+  rr.p99_us = x[14];
+  return rr;
+}
+Span merge_rows(const ffb::Topology& topo, const std::vector<double>& rows, PhaseResult& r) {
+  Span sp;
+  sp.node_read.assign(static_cast<std::size_t>(topo.nnodes()), 0.0);
+  double slowest = -kInf;
+  for (int i = 0; i < topo.size; ++i) {
+    const auto u = static_cast<std::size_t>(i);
+    const double* x = &rows[u * kFields];
+    const RankRow rr = rank_row(x, i, topo.hosts[u]);
     r.ranks.push_back(rr);
     r.bytes += rr.bytes;
     r.ops += rr.ops;
-    res_s += x[9];
-    res_r += x[10];
-    measured += x[11] > 0 ? 1 : 0;
+    sp.res_sampled += x[9];
+    sp.res_resident += x[10];
+    sp.measured += x[11] > 0 ? 1 : 0;
     r.stonewalled |= x[12] > 0 ? 1 : 0;
     if (!rr.active) continue;
     ++r.active_ranks;
-    t_open = std::min(t_open, rr.t_open);
-    t_first = std::min(t_first, rr.t_first);
-    t_last = std::max(t_last, rr.t_last);
-    t_close = std::max(t_close, rr.t_close);
+    sp.t_open = std::min(sp.t_open, rr.t_open);
+    sp.t_first = std::min(sp.t_first, rr.t_first);
+    sp.t_last = std::max(sp.t_last, rr.t_last);
+    sp.t_close = std::max(sp.t_close, rr.t_close);
     if (rr.t_close - rr.t_open > slowest) {
       slowest = rr.t_close - rr.t_open;
       r.slowest_rank = i;
       r.slowest_host = rr.host;
     }
-    node_read[static_cast<std::size_t>(ctx.topo.node_of_rank[static_cast<std::size_t>(i)])] += x[7];
+    sp.node_read[static_cast<std::size_t>(topo.node_of_rank[u])] += x[7];
   }
-  if (r.active_ranks == 0) return r;
-  r.time_ior = std::max(0.0, t_close - t_open);
-  r.time_data = std::max(0.0, t_last - t_first);
-  r.time_first_done = std::max(0.0, first_close - t0);
+  return sp;
+}
+
+// Rank 0: times, bandwidths, rates and the per-operation statistics.
+void compute_rates(const Span& sp, const FirstDone& fd, bool work_in_bytes, PhaseResult& r) {
+  r.time_ior = std::max(0.0, sp.t_close - sp.t_open);
+  r.time_data = std::max(0.0, sp.t_last - sp.t_first);
+  r.time_first_done = std::max(0.0, fd.first_close - fd.t0);
   const double bytes = static_cast<double>(r.bytes), ops = static_cast<double>(r.ops);
   if (r.time_ior > 0) {
     r.gbps_ior = bytes / r.time_ior / 1e9;
@@ -221,11 +245,10 @@ PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
   }
   if (r.time_data > 0) r.gbps_data = bytes / r.time_data / 1e9;
   if (r.time_first_done > 0) {
-    if (spec.work_in_bytes) {
-      r.gbps_first_done = work_first / r.time_first_done / 1e9;
-    } else {
-      r.ops_first_done = work_first / r.time_first_done;
-    }
+    if (work_in_bytes)
+      r.gbps_first_done = fd.work / r.time_first_done / 1e9;
+    else
+      r.ops_first_done = fd.work / r.time_first_done;
   }
   for (auto& s : r.op_summaries) {
     if (r.time_ior > 0) {
@@ -238,26 +261,44 @@ PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
     s.p999_us = s.hist.percentile(99.9) / 1e3;
     s.max_us = static_cast<double>(s.hist.max()) / 1e3;
   }
-  if (measured > 0 && res_s > 0) r.cache_resident = res_r / res_s;
+  if (sp.measured > 0 && sp.res_sampled > 0) r.cache_resident = sp.res_resident / sp.res_sampled;
+}
 
-  // A node reading faster than its memory can copy did not read from storage.
+// A node reading faster than its memory can copy did not read from storage.
+void flag_suspect(const ffb::Topology& topo, const std::vector<double>& node_mem_gbps,
+                  const std::vector<double>& node_read, PhaseResult& r) {
   for (std::size_t n = 0; n < node_read.size(); ++n) {
-    if (node_read[n] <= 0 || r.time_ior <= 0 || n >= ctx.node_mem_gbps.size()) continue;
+    if (node_read[n] <= 0 || r.time_ior <= 0 || n >= node_mem_gbps.size()) continue;
     const double rate = node_read[n] / r.time_ior / 1e9;
-    if (ctx.node_mem_gbps[n] > 0 && rate > ctx.node_mem_gbps[n]) {
-      r.suspect = 1;
-      r.suspect_why = fmt::format(
-          "node {} ({}) read at {:.2f} GB/s, above its memory bandwidth {:.2f} GB/s: the data did "
-          "not come from storage (cache, sparse or compressed files)",
-          n,
-          ctx.topo.hosts[static_cast<std::size_t>(std::find(ctx.topo.node_of_rank.begin(),
-                                                            ctx.topo.node_of_rank.end(),
-                                                            static_cast<int>(n)) -
-                                                  ctx.topo.node_of_rank.begin())],
-          rate, ctx.node_mem_gbps[n]);
-      break;
-    }
+    if (node_mem_gbps[n] <= 0 || rate <= node_mem_gbps[n]) continue;
+    const auto first_rank =
+        std::find(topo.node_of_rank.begin(), topo.node_of_rank.end(), static_cast<int>(n)) -
+        topo.node_of_rank.begin();
+    r.suspect = 1;
+    r.suspect_why = fmt::format(
+        "node {} ({}) read at {:.2f} GB/s, above its memory bandwidth {:.2f} GB/s: the data did "
+        "not come from storage (cache, sparse or compressed files)",
+        n, topo.hosts[static_cast<std::size_t>(first_rank)], rate, node_mem_gbps[n]);
+    return;
   }
+}
+
+}  // namespace
+
+PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
+  PhaseResult r;
+  r.spec = mine.spec();
+  fill_missing_marks(mine);
+  const std::vector<double> rows = gather_rows(ctx.comm, ctx.rank, ctx.size, mine);
+  const FirstDone fd = first_done(ctx.comm, mine);
+  merge_verify(ctx.comm, ctx.topo, mine, r);
+  merge_histograms(ctx.comm, mine, r);
+  if (ctx.rank != 0) return r;
+  // ---- rank 0: the cluster-wide numbers ----
+  const Span sp = merge_rows(ctx.topo, rows, r);
+  if (r.active_ranks == 0) return r;
+  compute_rates(sp, fd, r.spec.work_in_bytes, r);
+  flag_suspect(ctx.topo, ctx.node_mem_gbps, sp.node_read, r);
   return r;
 }
 

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <deque>
 #include <limits>
 #include <map>
 
@@ -14,6 +13,7 @@
 #include "ffb/results.h"
 #include "ffb/sizes.h"
 #include "ffb/stats.h"
+#include "json_summary.h"
 
 namespace sb {
 
@@ -27,36 +27,7 @@ std::string rate_text(const PhaseResult& r, bool first) {
 
 std::string cached_text(double f) { return f < 0 ? "-" : fmt::format("{:.0f}%", f * 100.0); }
 
-// Columns are built in a deque (stable references while adding) and moved into the table at the
-// end: ffb::Table keeps its columns in a vector, so references from add_*() do not survive the next
-// add.
-struct TableBuilder {
-  std::string name;
-  std::deque<ffb::Column> cols;
-  std::vector<double>& add_f64(const std::string& n, const std::string& units) {
-    cols.push_back(ffb::Column{n, units, std::vector<double>{}, 1});
-    return std::get<std::vector<double>>(cols.back().data);
-  }
-  std::vector<std::int64_t>& add_i64(const std::string& n, const std::string& units) {
-    cols.push_back(ffb::Column{n, units, std::vector<std::int64_t>{}, 1});
-    return std::get<std::vector<std::int64_t>>(cols.back().data);
-  }
-  std::vector<std::string>& add_str(const std::string& n) {
-    cols.push_back(ffb::Column{n, "1", std::vector<std::string>{}, 1});
-    return std::get<std::vector<std::string>>(cols.back().data);
-  }
-  ffb::Table done() {
-    ffb::Table t;
-    t.name = name;
-    for (auto& c : cols) t.columns.push_back(std::move(c));
-    return t;
-  }
-};
-
-std::string short_size(std::uint64_t b) {
-  std::string s = ffb::format_size(b);
-  return s;
-}
+std::string short_size(std::uint64_t b) { return ffb::format_size(b); }
 
 }  // namespace
 
@@ -83,9 +54,8 @@ std::string Report::row_of(const PhaseResult& r) {
       r.slowest_host, flags);
 }
 
-void Report::preamble(const Ctx& ctx, const std::vector<std::string>& lines) {
+void Report::preamble(const std::vector<std::string>& lines) {
   if (rank_ != 0) return;
-  (void)ctx;
   for (const auto& l : lines) std::printf("# %s\n", l.c_str());
   std::fflush(stdout);
 }
@@ -106,28 +76,8 @@ void Report::add(PhaseResult r) {
     header_printed_ = true;
   }
   std::printf("%s\n", row_of(r).c_str());
-  // Extra rows for phases with several operation types (kvcache: read, write, delete).
-  std::size_t used = 0;
-  for (const auto& s : r.op_summaries) used += s.ops > 0 ? 1 : 0;
-  if (used > 1 || (r.op_summaries.size() > 1 && r.op_summaries.front().ops == 0)) {
-    for (const auto& s : r.op_summaries) {
-      if (s.ops == 0) continue;
-      std::printf("%s\n", fmt::format("    {:<14} {:>3} {:>5} {:>12} {:>9} {:>9.3f} {:>10} {:>11} "
-                                      "{:>11} {:>10.0f} {:>9.1f} {:>9.1f} {:>9.1f}",
-                                      "." + s.op, r.spec.rep, "", short_size(s.bytes), "", s.gbps,
-                                      "", "", "", s.iops, s.p50_us, s.p99_us, s.p999_us)
-                              .c_str());
-    }
-  }
-  if (per_rank_)
-    for (const auto& rr : r.ranks)
-      std::printf(
-          "%s\n",
-          fmt::format("    rank {:<5} {:<16} {:>12} open {:.4f} first {:.4f} last {:.4f} close "
-                      "{:.4f} s  {:.3f} GB/s  p50 {:.1f} us  p99 {:.1f} us{}",
-                      rr.rank, rr.host, short_size(rr.bytes), rr.t_open, rr.t_first, rr.t_last,
-                      rr.t_close, rr.gbps, rr.p50_us, rr.p99_us, rr.active ? "" : "  (inactive)")
-              .c_str());
+  print_op_rows(r);
+  if (per_rank_) print_rank_rows(r);
   for (const auto& m : r.metrics)
     std::printf("    %-30s %14.4f %s\n", (r.spec.phase + "." + m.name).c_str(), m.value,
                 m.units.c_str());
@@ -175,209 +125,289 @@ void Report::summary(bool verify_requested) {
   std::fflush(stdout);
 }
 
-void Report::write_hdf5(const Ctx& ctx, const std::string& status,
-                        const std::vector<std::string>& extra_notes) {
+// Extra rows for phases with several operation types (kvcache: read, write, delete).
+void Report::print_op_rows(const PhaseResult& r) const {
+  std::size_t used = 0;
+  for (const auto& s : r.op_summaries) used += s.ops > 0 ? 1 : 0;
+  if (used <= 1 && !(r.op_summaries.size() > 1 && r.op_summaries.front().ops == 0)) return;
+  for (const auto& s : r.op_summaries) {
+    if (s.ops == 0) continue;
+    std::printf("%s\n", fmt::format("    {:<14} {:>3} {:>5} {:>12} {:>9} {:>9.3f} {:>10} {:>11} "
+                                    "{:>11} {:>10.0f} {:>9.1f} {:>9.1f} {:>9.1f}",
+                                    "." + s.op, r.spec.rep, "", short_size(s.bytes), "", s.gbps, "",
+                                    "", "", s.iops, s.p50_us, s.p99_us, s.p999_us)
+                            .c_str());
+  }
+}
+
+void Report::print_rank_rows(const PhaseResult& r) const {
+  for (const auto& rr : r.ranks)
+    std::printf(
+        "%s\n",
+        fmt::format("    rank {:<5} {:<16} {:>12} open {:.4f} first {:.4f} last {:.4f} close "
+                    "{:.4f} s  {:.3f} GB/s  p50 {:.1f} us  p99 {:.1f} us{}",
+                    rr.rank, rr.host, short_size(rr.bytes), rr.t_open, rr.t_first, rr.t_last,
+                    rr.t_close, rr.gbps, rr.p50_us, rr.p99_us, rr.active ? "" : "  (inactive)")
+            .c_str());
+}
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+const OpSummary* main_op(const PhaseResult& p) {
+  return p.op_summaries.empty() ? nullptr : &p.op_summaries.front();
+}
+
+// The bandwidth and rate columns of storage_phases: a first-done rate is in bytes or in
+// operations, never both (the other is NaN).
+void add_phase_rates(ffb::Table& t, const std::vector<PhaseResult>& phases) {
+  auto& bw = t.add_f64("bw", "GB/s");
+  auto& bw_data = t.add_f64("bw_data", "GB/s");
+  auto& bw_first = t.add_f64("bw_first_done", "GB/s");
+  auto& bw_last = t.add_f64("bw_last_done", "GB/s");
+  auto& iops = t.add_f64("ops_rate", "ops/s");
+  auto& iops_first = t.add_f64("ops_rate_first_done", "ops/s");
+  for (const auto& p : phases) {
+    bw.push_back(p.gbps_ior);
+    bw_data.push_back(p.gbps_data);
+    bw_first.push_back(p.spec.work_in_bytes ? p.gbps_first_done : kNaN);
+    bw_last.push_back(p.gbps_last_done);
+    iops.push_back(p.iops);
+    iops_first.push_back(p.spec.work_in_bytes ? kNaN : p.ops_first_done);
+  }
+}
+
+// The main operation's latency columns of storage_phases (NaN for a phase without operations).
+void add_phase_latency(ffb::Table& t, const std::vector<PhaseResult>& phases) {
+  auto& op = t.add_str("main_op");
+  auto& mean = t.add_f64("lat_mean", "us");
+  auto& p50 = t.add_f64("lat_p50", "us");
+  auto& p99 = t.add_f64("lat_p99", "us");
+  auto& p999 = t.add_f64("lat_p999", "us");
+  auto& max = t.add_f64("lat_max", "us");
+  for (const auto& p : phases) {
+    const OpSummary* m = main_op(p);
+    op.push_back(m ? m->op : "");
+    mean.push_back(m ? m->mean_us : kNaN);
+    p50.push_back(m ? m->p50_us : kNaN);
+    p99.push_back(m ? m->p99_us : kNaN);
+    p999.push_back(m ? m->p999_us : kNaN);
+    max.push_back(m ? m->max_us : kNaN);
+  }
+}
+
+// The run's attributes beside the provenance: what ran, where, and the file system's facts.
+void add_run_attrs(ffb::RunRecord& run, const Ctx& ctx, const std::string& status,
+                   std::uint64_t verify_errors, const std::vector<std::string>& notes) {
   const auto& o = ctx.opt;
-  ffb::RunRecord run;
-  ffb::add_provenance(run, ctx.comm, ctx.topo, "storage_bench", "storage", o.argv);
-  if (rank_ != 0) return;
+  const auto& fs = ctx.fs;
+  const auto i64 = [](auto v) { return static_cast<std::int64_t>(v); };
   auto& a = run.attrs;
   a["label"] = o.common.label;
   a["options"] = o.to_json().dump();
   a["status"] = status;
   a["workload"] = std::string(name_of(o.workload));
   a["engine"] = std::string(name_of(o.common.engine));
-  a["qd"] = static_cast<std::int64_t>(o.common.qd);
-  a["odirect"] = static_cast<std::int64_t>(o.common.odirect);
-  a["dir"] = ctx.fs.path;
+  a["qd"] = i64(o.common.qd);
+  a["odirect"] = i64(o.common.odirect);
+  a["dir"] = fs.path;
   a["job_dir"] = ctx.ws.path().string();
-  a["fs_type"] = ctx.fs.fs_type;
-  a["fs_magic"] = ctx.fs.fs_magic;
-  a["mount_point"] = ctx.fs.mount_point;
-  a["mount_options"] = ctx.fs.mount_options;
-  a["device"] = ctx.fs.device;
-  a["fs_total_bytes"] = static_cast<std::int64_t>(ctx.fs.total_bytes);
-  a["fs_free_bytes"] = static_cast<std::int64_t>(ctx.fs.free_bytes);
-  a["page_cache_bytes"] = static_cast<std::int64_t>(ctx.fs.page_cache_bytes);
-  a["mem_total_bytes"] = static_cast<std::int64_t>(ctx.fs.mem_total_bytes);
-  a["dio_mem_align"] = static_cast<std::int64_t>(ctx.fs.dio_mem_align);
-  a["dio_offset_align"] = static_cast<std::int64_t>(ctx.fs.dio_offset_align);
-  a["dio_supported"] = static_cast<std::int64_t>(ctx.fs.dio_supported);
-  a["read_shift"] = static_cast<std::int64_t>(ctx.shift);
-  double mem = ctx.node_mem_gbps.empty()
-                   ? 0.0
-                   : *std::min_element(ctx.node_mem_gbps.begin(), ctx.node_mem_gbps.end());
-  a["node_mem_bw_gbps"] = mem;
+  a["fs_type"] = fs.fs_type;
+  a["fs_magic"] = fs.fs_magic;
+  a["mount_point"] = fs.mount_point;
+  a["mount_options"] = fs.mount_options;
+  a["device"] = fs.device;
+  a["fs_total_bytes"] = i64(fs.total_bytes);
+  a["fs_free_bytes"] = i64(fs.free_bytes);
+  a["page_cache_bytes"] = i64(fs.page_cache_bytes);
+  a["mem_total_bytes"] = i64(fs.mem_total_bytes);
+  a["dio_mem_align"] = i64(fs.dio_mem_align);
+  a["dio_offset_align"] = i64(fs.dio_offset_align);
+  a["dio_supported"] = i64(fs.dio_supported);
+  a["read_shift"] = i64(ctx.shift);
+  const auto& mem = ctx.node_mem_gbps;
+  a["node_mem_bw_gbps"] = mem.empty() ? 0.0 : *std::min_element(mem.begin(), mem.end());
   a["node_mem_bw_size_rule"] = ctx.node_mem_rule;
-  a["verify_errors"] = static_cast<std::int64_t>(verify_errors_);
+  a["verify_errors"] = i64(verify_errors);
   a["histogram_max_relative_error"] = ffb::LogLinearHistogram::max_relative_error();
-  std::vector<std::string> notes = notes_;
-  notes.insert(notes.end(), extra_notes.begin(), extra_notes.end());
   a["notes"] = notes;
+}
 
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  TableBuilder ph{"storage_phases", {}};
-  {
-    auto& workload = ph.add_str("workload");
-    auto& phase = ph.add_str("phase");
-    auto& rep = ph.add_i64("rep", "1");
-    auto& ranks = ph.add_i64("ranks", "count");
-    auto& bytes = ph.add_i64("bytes", "B");
-    auto& opsc = ph.add_i64("ops", "count");
-    auto& t_ior = ph.add_f64("time", "s");
-    auto& t_data = ph.add_f64("time_data", "s");
-    auto& t_first = ph.add_f64("time_first_done", "s");
-    auto& bw = ph.add_f64("bw", "GB/s");
-    auto& bw_data = ph.add_f64("bw_data", "GB/s");
-    auto& bw_first = ph.add_f64("bw_first_done", "GB/s");
-    auto& bw_last = ph.add_f64("bw_last_done", "GB/s");
-    auto& iops = ph.add_f64("ops_rate", "ops/s");
-    auto& iops_first = ph.add_f64("ops_rate_first_done", "ops/s");
-    auto& main_op = ph.add_str("main_op");
-    auto& l_mean = ph.add_f64("lat_mean", "us");
-    auto& l50 = ph.add_f64("lat_p50", "us");
-    auto& l99 = ph.add_f64("lat_p99", "us");
-    auto& l999 = ph.add_f64("lat_p999", "us");
-    auto& lmax = ph.add_f64("lat_max", "us");
-    auto& cached = ph.add_f64("cache_resident", "1");
-    auto& suspect = ph.add_i64("suspect", "1");
-    auto& verr = ph.add_i64("verify_errors", "count");
-    auto& sw = ph.add_i64("stonewalled", "1");
-    auto& slow_r = ph.add_i64("slowest_rank", "1");
-    auto& slow_h = ph.add_str("slowest_host");
-    for (const auto& p : phases_) {
-      workload.push_back(p.spec.workload);
-      phase.push_back(p.spec.phase);
-      rep.push_back(p.spec.rep);
-      ranks.push_back(p.active_ranks);
-      bytes.push_back(static_cast<std::int64_t>(p.bytes));
-      opsc.push_back(static_cast<std::int64_t>(p.ops));
-      t_ior.push_back(p.time_ior);
-      t_data.push_back(p.time_data);
-      t_first.push_back(p.time_first_done);
-      bw.push_back(p.gbps_ior);
-      bw_data.push_back(p.gbps_data);
-      bw_first.push_back(p.spec.work_in_bytes ? p.gbps_first_done : nan);
-      bw_last.push_back(p.gbps_last_done);
-      iops.push_back(p.iops);
-      iops_first.push_back(p.spec.work_in_bytes ? nan : p.ops_first_done);
-      const OpSummary* m = p.op_summaries.empty() ? nullptr : &p.op_summaries.front();
-      main_op.push_back(m ? m->op : "");
-      l_mean.push_back(m ? m->mean_us : nan);
-      l50.push_back(m ? m->p50_us : nan);
-      l99.push_back(m ? m->p99_us : nan);
-      l999.push_back(m ? m->p999_us : nan);
-      lmax.push_back(m ? m->max_us : nan);
-      cached.push_back(p.cache_resident < 0 ? nan : p.cache_resident);
-      suspect.push_back(p.suspect);
-      verr.push_back(static_cast<std::int64_t>(p.verify_errors));
-      sw.push_back(p.stonewalled);
-      slow_r.push_back(p.slowest_rank);
-      slow_h.push_back(p.slowest_host);
-    }
+}  // namespace
+
+ffb::Table phases_table(const std::vector<PhaseResult>& phases) {
+  ffb::Table t;
+  t.name = "storage_phases";
+  auto& workload = t.add_str("workload");
+  auto& phase = t.add_str("phase");
+  auto& rep = t.add_i64("rep", "1");
+  auto& ranks = t.add_i64("ranks", "count");
+  auto& bytes = t.add_i64("bytes", "B");
+  auto& ops = t.add_i64("ops", "count");
+  auto& t_ior = t.add_f64("time", "s");
+  auto& t_data = t.add_f64("time_data", "s");
+  auto& t_first = t.add_f64("time_first_done", "s");
+  for (const auto& p : phases) {
+    workload.push_back(p.spec.workload);
+    phase.push_back(p.spec.phase);
+    rep.push_back(p.spec.rep);
+    ranks.push_back(p.active_ranks);
+    bytes.push_back(static_cast<std::int64_t>(p.bytes));
+    ops.push_back(static_cast<std::int64_t>(p.ops));
+    t_ior.push_back(p.time_ior);
+    t_data.push_back(p.time_data);
+    t_first.push_back(p.time_first_done);
   }
-  TableBuilder opt{"storage_ops", {}};
-  {
-    auto& pi = opt.add_i64("phase_index", "1");
-    auto& op = opt.add_str("op");
-    auto& n = opt.add_i64("ops", "count");
-    auto& b = opt.add_i64("bytes", "B");
-    auto& bw = opt.add_f64("bw", "GB/s");
-    auto& rate = opt.add_f64("ops_rate", "ops/s");
-    auto& lm = opt.add_f64("lat_mean", "us");
-    auto& l50 = opt.add_f64("lat_p50", "us");
-    auto& l99 = opt.add_f64("lat_p99", "us");
-    auto& l999 = opt.add_f64("lat_p999", "us");
-    auto& lmax = opt.add_f64("lat_max", "us");
-    for (std::size_t i = 0; i < phases_.size(); ++i)
-      for (const auto& s : phases_[i].op_summaries) {
+  add_phase_rates(t, phases);
+  add_phase_latency(t, phases);
+  auto& cached = t.add_f64("cache_resident", "1");
+  auto& suspect = t.add_i64("suspect", "1");
+  auto& verr = t.add_i64("verify_errors", "count");
+  auto& sw = t.add_i64("stonewalled", "1");
+  auto& slow_r = t.add_i64("slowest_rank", "1");
+  auto& slow_h = t.add_str("slowest_host");
+  for (const auto& p : phases) {
+    cached.push_back(p.cache_resident < 0 ? kNaN : p.cache_resident);
+    suspect.push_back(p.suspect);
+    verr.push_back(static_cast<std::int64_t>(p.verify_errors));
+    sw.push_back(p.stonewalled);
+    slow_r.push_back(p.slowest_rank);
+    slow_h.push_back(p.slowest_host);
+  }
+  return t;
+}
+
+ffb::Table ops_table(const std::vector<PhaseResult>& phases) {
+  ffb::Table t;
+  t.name = "storage_ops";
+  auto& pi = t.add_i64("phase_index", "1");
+  auto& op = t.add_str("op");
+  auto& n = t.add_i64("ops", "count");
+  auto& b = t.add_i64("bytes", "B");
+  auto& bw = t.add_f64("bw", "GB/s");
+  auto& rate = t.add_f64("ops_rate", "ops/s");
+  auto& lm = t.add_f64("lat_mean", "us");
+  auto& l50 = t.add_f64("lat_p50", "us");
+  auto& l99 = t.add_f64("lat_p99", "us");
+  auto& l999 = t.add_f64("lat_p999", "us");
+  auto& lmax = t.add_f64("lat_max", "us");
+  for (std::size_t i = 0; i < phases.size(); ++i)
+    for (const auto& s : phases[i].op_summaries) {
+      pi.push_back(static_cast<std::int64_t>(i));
+      op.push_back(s.op);
+      n.push_back(static_cast<std::int64_t>(s.ops));
+      b.push_back(static_cast<std::int64_t>(s.bytes));
+      bw.push_back(s.gbps);
+      rate.push_back(s.iops);
+      lm.push_back(s.mean_us);
+      l50.push_back(s.p50_us);
+      l99.push_back(s.p99_us);
+      l999.push_back(s.p999_us);
+      lmax.push_back(s.max_us);
+    }
+  return t;
+}
+
+ffb::Table ranks_table(const std::vector<PhaseResult>& phases) {
+  ffb::Table t;
+  t.name = "storage_ranks";
+  auto& pi = t.add_i64("phase_index", "1");
+  auto& r = t.add_i64("rank", "1");
+  auto& h = t.add_str("host");
+  auto& act = t.add_i64("active", "1");
+  auto& to = t.add_f64("t_open", "s");
+  auto& tf = t.add_f64("t_first", "s");
+  auto& tl = t.add_f64("t_last", "s");
+  auto& tc = t.add_f64("t_close", "s");
+  auto& b = t.add_i64("bytes", "B");
+  auto& n = t.add_i64("ops", "count");
+  auto& bw = t.add_f64("bw", "GB/s");
+  auto& l50 = t.add_f64("lat_p50", "us");
+  auto& l99 = t.add_f64("lat_p99", "us");
+  for (std::size_t i = 0; i < phases.size(); ++i)
+    for (const auto& row : phases[i].ranks) {
+      pi.push_back(static_cast<std::int64_t>(i));
+      r.push_back(row.rank);
+      h.push_back(row.host);
+      act.push_back(row.active);
+      to.push_back(row.t_open);
+      tf.push_back(row.t_first);
+      tl.push_back(row.t_last);
+      tc.push_back(row.t_close);
+      b.push_back(static_cast<std::int64_t>(row.bytes));
+      n.push_back(static_cast<std::int64_t>(row.ops));
+      bw.push_back(row.gbps);
+      l50.push_back(row.p50_us);
+      l99.push_back(row.p99_us);
+    }
+  return t;
+}
+
+ffb::Table latency_table(const std::vector<PhaseResult>& phases) {
+  ffb::Table t;
+  t.name = "storage_latency";
+  auto& pi = t.add_i64("phase_index", "1");
+  auto& op = t.add_str("op");
+  auto& lo = t.add_i64("bucket_low", "ns");
+  auto& hi = t.add_i64("bucket_high", "ns");
+  auto& cnt = t.add_i64("count", "count");
+  for (std::size_t i = 0; i < phases.size(); ++i)
+    for (const auto& s : phases[i].op_summaries) {
+      const auto& c = s.hist.counts();
+      for (std::size_t b = 0; b < c.size(); ++b) {
+        if (!c[b]) continue;
         pi.push_back(static_cast<std::int64_t>(i));
         op.push_back(s.op);
-        n.push_back(static_cast<std::int64_t>(s.ops));
-        b.push_back(static_cast<std::int64_t>(s.bytes));
-        bw.push_back(s.gbps);
-        rate.push_back(s.iops);
-        lm.push_back(s.mean_us);
-        l50.push_back(s.p50_us);
-        l99.push_back(s.p99_us);
-        l999.push_back(s.p999_us);
-        lmax.push_back(s.max_us);
+        lo.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_low(b)));
+        hi.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_high(b)));
+        cnt.push_back(static_cast<std::int64_t>(c[b]));
       }
+    }
+  return t;
+}
+
+ffb::Table metrics_table(const std::vector<PhaseResult>& phases) {
+  ffb::Table t;
+  t.name = "storage_metrics";
+  auto& pi = t.add_i64("phase_index", "1");
+  auto& name = t.add_str("name");
+  auto& value = t.add_f64("value", "see units column");
+  auto& units = t.add_str("units");
+  for (std::size_t i = 0; i < phases.size(); ++i)
+    for (const auto& m : phases[i].metrics) {
+      pi.push_back(static_cast<std::int64_t>(i));
+      name.push_back(m.name);
+      value.push_back(m.value);
+      units.push_back(m.units);
+    }
+  return t;
+}
+
+ffb::RunRecord Report::record(const Ctx& ctx, const std::string& status) const {
+  ffb::RunRecord run;
+  ffb::add_provenance(run, ctx.comm, ctx.topo, "storage_bench", "storage", ctx.opt.argv);
+  if (rank_ != 0) return run;
+  add_run_attrs(run, ctx, status, verify_errors_, notes_);
+  for (auto* make : {phases_table, ops_table, ranks_table, latency_table, metrics_table})
+    run.tables.push_back(make(phases_));
+  return run;
+}
+
+void Report::write_results(const Ctx& ctx, const std::string& status,
+                           const ResultTargets& to) const {
+  const ffb::RunRecord run = record(ctx, status);
+  if (rank_ != 0) return;
+  if (!to.hdf5.empty()) {
+    const std::string id = ffb::append_run(to.hdf5, run);
+    std::printf("# results: %s run %s\n", to.hdf5.c_str(), id.c_str());
+    std::fflush(stdout);
   }
-  TableBuilder rk{"storage_ranks", {}};
-  {
-    auto& pi = rk.add_i64("phase_index", "1");
-    auto& r = rk.add_i64("rank", "1");
-    auto& h = rk.add_str("host");
-    auto& act = rk.add_i64("active", "1");
-    auto& to = rk.add_f64("t_open", "s");
-    auto& tf = rk.add_f64("t_first", "s");
-    auto& tl = rk.add_f64("t_last", "s");
-    auto& tc = rk.add_f64("t_close", "s");
-    auto& b = rk.add_i64("bytes", "B");
-    auto& n = rk.add_i64("ops", "count");
-    auto& bw = rk.add_f64("bw", "GB/s");
-    auto& l50 = rk.add_f64("lat_p50", "us");
-    auto& l99 = rk.add_f64("lat_p99", "us");
-    for (std::size_t i = 0; i < phases_.size(); ++i)
-      for (const auto& row : phases_[i].ranks) {
-        pi.push_back(static_cast<std::int64_t>(i));
-        r.push_back(row.rank);
-        h.push_back(row.host);
-        act.push_back(row.active);
-        to.push_back(row.t_open);
-        tf.push_back(row.t_first);
-        tl.push_back(row.t_last);
-        tc.push_back(row.t_close);
-        b.push_back(static_cast<std::int64_t>(row.bytes));
-        n.push_back(static_cast<std::int64_t>(row.ops));
-        bw.push_back(row.gbps);
-        l50.push_back(row.p50_us);
-        l99.push_back(row.p99_us);
-      }
+  if (!to.json_path.empty() || to.json_fd >= 0) {
+    const nlohmann::json doc = summary_json(run);
+    if (!to.json_path.empty()) write_json_file(to.json_path, doc);
+    if (to.json_fd >= 0) write_json_fd(to.json_fd, doc);
   }
-  TableBuilder lat{"storage_latency", {}};
-  {
-    auto& pi = lat.add_i64("phase_index", "1");
-    auto& op = lat.add_str("op");
-    auto& lo = lat.add_i64("bucket_low", "ns");
-    auto& hi = lat.add_i64("bucket_high", "ns");
-    auto& cnt = lat.add_i64("count", "count");
-    for (std::size_t i = 0; i < phases_.size(); ++i)
-      for (const auto& s : phases_[i].op_summaries) {
-        const auto& c = s.hist.counts();
-        for (std::size_t b = 0; b < c.size(); ++b) {
-          if (!c[b]) continue;
-          pi.push_back(static_cast<std::int64_t>(i));
-          op.push_back(s.op);
-          lo.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_low(b)));
-          hi.push_back(static_cast<std::int64_t>(ffb::LogLinearHistogram::bucket_high(b)));
-          cnt.push_back(static_cast<std::int64_t>(c[b]));
-        }
-      }
-  }
-  TableBuilder met{"storage_metrics", {}};
-  {
-    auto& pi = met.add_i64("phase_index", "1");
-    auto& name = met.add_str("name");
-    auto& value = met.add_f64("value", "see units column");
-    auto& units = met.add_str("units");
-    for (std::size_t i = 0; i < phases_.size(); ++i)
-      for (const auto& m : phases_[i].metrics) {
-        pi.push_back(static_cast<std::int64_t>(i));
-        name.push_back(m.name);
-        value.push_back(m.value);
-        units.push_back(m.units);
-      }
-  }
-  run.tables.push_back(ph.done());
-  run.tables.push_back(opt.done());
-  run.tables.push_back(rk.done());
-  run.tables.push_back(lat.done());
-  run.tables.push_back(met.done());
-  const std::string id = ffb::append_run(o.common.output, run);
-  std::printf("# results: %s run %s\n", o.common.output.c_str(), id.c_str());
-  std::fflush(stdout);
 }
 
 }  // namespace sb

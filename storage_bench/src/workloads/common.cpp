@@ -117,15 +117,17 @@ double prepare_reads(Ctx& ctx, const std::vector<FileRange>& wrote,
   return evict_s;
 }
 
-std::uint64_t max_over_ranks(const Ctx& ctx, std::uint64_t mine) {
+std::uint64_t max_over_ranks(MPI_Comm comm, std::uint64_t mine) {
   std::uint64_t m = 0;
-  MPI_Allreduce(&mine, &m, 1, MPI_UINT64_T, MPI_MAX, ctx.comm);
+  MPI_Allreduce(&mine, &m, 1, MPI_UINT64_T, MPI_MAX, comm);
   return m;
 }
 
-std::vector<std::uint64_t> allgather_u64(const Ctx& ctx, std::uint64_t mine) {
-  std::vector<std::uint64_t> all(static_cast<std::size_t>(ctx.size));
-  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, ctx.comm);
+std::vector<std::uint64_t> allgather_u64(MPI_Comm comm, std::uint64_t mine) {
+  int size = 1;
+  MPI_Comm_size(comm, &size);
+  std::vector<std::uint64_t> all(static_cast<std::size_t>(size));
+  MPI_Allgather(&mine, 1, MPI_UINT64_T, all.data(), 1, MPI_UINT64_T, comm);
   return all;
 }
 

@@ -63,18 +63,18 @@ struct FileRange {
 double prepare_reads(Ctx& ctx, const std::vector<FileRange>& wrote,
                      const std::vector<FileRange>& will_read, RankPhase& rp);
 
-// Stonewall: a deadline per phase (0 = none).
+// Stonewall: a deadline per phase (--stonewall seconds after start; 0 = none).
 struct Stonewall {
   double deadline = 0.0;
-  Stonewall(const Ctx& ctx, double start) {
-    if (ctx.c().stonewall_s > 0) deadline = start + ctx.c().stonewall_s;
+  Stonewall(double stonewall_s, double start) {
+    if (stonewall_s > 0) deadline = start + stonewall_s;
   }
   bool passed(double now) const { return deadline > 0 && now >= deadline; }
 };
 
 // Wear-out target: the most operations any rank completed (collective).
-std::uint64_t max_over_ranks(const Ctx& ctx, std::uint64_t mine);
-std::vector<std::uint64_t> allgather_u64(const Ctx& ctx, std::uint64_t mine);
+std::uint64_t max_over_ranks(MPI_Comm comm, std::uint64_t mine);
+std::vector<std::uint64_t> allgather_u64(MPI_Comm comm, std::uint64_t mine);
 
 // Checks one completed transfer; throws IoError naming the operation, file and offset on failure
 // (ENOSPC becomes the out-of-space error). Short reads throw too (file shorter than planned).

@@ -326,93 +326,119 @@ void KvStore::self_test(int t, std::uint64_t reads_per_round) {
       "--rounds or --ops, or more --blocks-per-rank than --blocks-per-file");
 }
 
+// New blocks per rank and round, refusing a --block-size O_DIRECT cannot use.
+std::uint64_t plan_writes(const Ctx& ctx) {
+  const auto& o = ctx.opt.kv;
+  if (ctx.c().odirect && o.block_size % ctx.dio_align != 0)
+    throw ffb::UsageError(fmt::format(
+        "--block-size {}: O_DIRECT on {} ({}) needs multiples of {} B; use a multiple of {} or "
+        "drop --odirect",
+        ffb::format_size(o.block_size), ctx.fs.path, ctx.fs.fs_type, ctx.dio_align, ctx.dio_align));
+  return static_cast<std::uint64_t>(std::llround(static_cast<double>(o.ops) * o.write_frac));
+}
+
+std::string plan_note(const Ctx& ctx, std::uint64_t reads_per_round, std::uint64_t wblocks) {
+  const auto& o = ctx.opt.kv;
+  const auto ranks = static_cast<std::uint64_t>(ctx.size);
+  return fmt::format(
+      "kvcache: blocks of {}, {} per file, {} live blocks per rank ({} total store {}); per rank "
+      "and round {} reads (Zipf {}), {} block writes, GC deletes of oldest files; {} round(s); {}",
+      ffb::format_size(o.block_size), o.blocks_per_file, o.blocks_per_rank,
+      o.blocks_per_rank * ranks, ffb::format_size(o.blocks_per_rank * ranks * o.block_size),
+      reads_per_round, o.zipf, wblocks, o.rounds,
+      o.rate > 0 ? fmt::format("Poisson arrivals at {} ops/s per rank", o.rate) : "closed loop");
+}
+
+// Cache honesty: what this rank wrote and everything readable in round t.
+void readable_ranges(const Ctx& ctx, const KvPlan& plan, int t, std::vector<FileRange>& wrote,
+                     std::vector<FileRange>& readable) {
+  DirHandle& dir = ctx.ws.root();
+  for (const auto& f : plan.files) {
+    if (f.round >= t || f.deleted <= t) continue;
+    for (int w = 0; w < ctx.size; ++w) {
+      readable.push_back({&dir, kv_name(f.q, w), 0, f.nblocks * ctx.opt.kv.block_size});
+      if (w == ctx.rank) wrote.push_back(readable.back());
+    }
+  }
+}
+
+// The rounds of one repetition's mixed phase; t is the global round counter (the store carries
+// over between repetitions). Returns the rounds run (fewer after a stonewall).
+int run_rounds(Ctx& ctx, KvPlan& plan, KvStore& store, RankPhase& r, int& t,
+               std::uint64_t reads_per_round) {
+  const auto& o = ctx.opt.kv;
+  const Stonewall sw(ctx.c().stonewall_s, r.base());
+  int rounds_run = 0;
+  for (int i = 0; i < o.rounds; ++i, ++t) {
+    if (i > 0) plan.plan_round(t);
+    const Readable view(plan, t, ctx.size);
+    Rng rng = round_rng(ctx, ctx.rank, t);
+    auto ordered = round_schedule(o, plan, view, t, reads_per_round, rng);
+    agree(ctx.comm, [&] {
+      // --rate: Poisson arrivals from the round's start.
+      if (o.rate > 0) {
+        double at = now_s();
+        for (auto& s : ordered) {
+          at += rng.exponential(1.0 / o.rate);
+          s.arrival = at;
+        }
+      }
+      store.run_round(r, view, ordered);
+    });
+    ++rounds_run;
+    // --stonewall: no new round starts after the deadline (a round always completes, so the
+    // store stays what every rank's plan says).
+    const std::uint64_t passed = max_over_ranks(ctx.comm, sw.passed(now_s()) ? 1 : 0);
+    if (passed && i + 1 < o.rounds) {
+      r.stonewalled = true;
+      ++t;
+      break;
+    }
+  }
+  return rounds_run;
+}
+
+void mixed_phase(Ctx& ctx, KvPlan& plan, KvStore& store, int rep, int& t,
+                 std::uint64_t reads_per_round) {
+  const auto& o = ctx.opt.kv;
+  const auto& c = ctx.c();
+  RankPhase rp(
+      PhaseSpec{"kvcache", "mixed", rep, {"read", "write", "delete"}, {true, false, false}, true});
+  plan.plan_round(t);
+  std::vector<FileRange> wrote, readable;
+  readable_ranges(ctx, plan, t, wrote, readable);
+  if (c.self_test_corrupt && rep == 0) store.self_test(t, reads_per_round);
+  const double evict_s = prepare_reads(ctx, wrote, readable, rp);
+  int rounds_run = 0;
+  run_phase(
+      ctx, rp,
+      [&](RankPhase& r) { rounds_run = run_rounds(ctx, plan, store, r, t, reads_per_round); },
+      [&](PhaseResult& res) {
+        res.metrics = {{"rounds", static_cast<double>(rounds_run), "count"},
+                       {"zipf", o.zipf, "1"},
+                       {"target_rate_per_rank", o.rate, "ops/s"}};
+        if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
+      });
+}
+
 }  // namespace
 
 void run_kvcache(Ctx& ctx) {
   const auto& o = ctx.opt.kv;
-  const auto& c = ctx.c();
-  const std::uint64_t bs = o.block_size;
-  const auto wblocks =
-      static_cast<std::uint64_t>(std::llround(static_cast<double>(o.ops) * o.write_frac));
-  if (c.odirect && bs % ctx.dio_align != 0)
-    throw ffb::UsageError(fmt::format(
-        "--block-size {}: O_DIRECT on {} ({}) needs multiples of {} B; use a multiple of {} or "
-        "drop --odirect",
-        ffb::format_size(bs), ctx.fs.path, ctx.fs.fs_type, ctx.dio_align, ctx.dio_align));
+  const std::uint64_t wblocks = plan_writes(ctx);
   const std::uint64_t reads_per_round = o.ops - wblocks;  // options: wblocks < blocks-per-rank
   KvPlan plan{o.blocks_per_file, o.blocks_per_rank, wblocks, {}};
   plan.plan_round(-1);
-  ctx.report.note(fmt::format(
-      "kvcache: blocks of {}, {} per file, {} live blocks per rank ({} total store {}); per rank "
-      "and round {} reads (Zipf {}), {} block writes, GC deletes of oldest files; {} round(s); {}",
-      ffb::format_size(bs), o.blocks_per_file, o.blocks_per_rank,
-      o.blocks_per_rank * static_cast<std::uint64_t>(ctx.size),
-      ffb::format_size(o.blocks_per_rank * static_cast<std::uint64_t>(ctx.size) * bs),
-      reads_per_round, o.zipf, wblocks, o.rounds,
-      o.rate > 0 ? fmt::format("Poisson arrivals at {} ops/s per rank", o.rate) : "closed loop"));
+  ctx.report.note(plan_note(ctx, reads_per_round, wblocks));
 
   KvStore store(ctx, plan);
   {
     RankPhase rp(PhaseSpec{"kvcache", "populate", 0, {"write"}, {false}, true});
     run_phase(ctx, rp, [&](RankPhase& r) { store.populate(r); });
   }
-
-  DirHandle& dir = ctx.ws.root();
   int t = 0;  // global round counter (the store carries over between repetitions)
-  for (int rep = 0; rep < c.repetitions; ++rep) {
-    RankPhase rp(PhaseSpec{
-        "kvcache", "mixed", rep, {"read", "write", "delete"}, {true, false, false}, true});
-    // Cache honesty: everything readable in the first round of this repetition.
-    plan.plan_round(t);
-    std::vector<FileRange> wrote, readable;
-    for (const auto& f : plan.files) {
-      if (f.round >= t || f.deleted <= t) continue;
-      for (int w = 0; w < ctx.size; ++w) {
-        readable.push_back({&dir, kv_name(f.q, w), 0, f.nblocks * bs});
-        if (w == ctx.rank) wrote.push_back(readable.back());
-      }
-    }
-    if (c.self_test_corrupt && rep == 0) store.self_test(t, reads_per_round);
-    const double evict_s = prepare_reads(ctx, wrote, readable, rp);
-    int rounds_run = 0;
-    run_phase(
-        ctx, rp,
-        [&](RankPhase& r) {
-          const Stonewall sw(ctx, r.base());
-          for (int i = 0; i < o.rounds; ++i, ++t) {
-            if (i > 0) plan.plan_round(t);
-            const Readable view(plan, t, ctx.size);
-            Rng rng = round_rng(ctx, ctx.rank, t);
-            auto ordered = round_schedule(o, plan, view, t, reads_per_round, rng);
-            agree(ctx.comm, [&] {
-              // --rate: Poisson arrivals from the round's start.
-              if (o.rate > 0) {
-                double at = now_s();
-                for (auto& s : ordered) {
-                  at += rng.exponential(1.0 / o.rate);
-                  s.arrival = at;
-                }
-              }
-              store.run_round(r, view, ordered);
-            });
-            ++rounds_run;
-            // --stonewall: no new round starts after the deadline (a round always completes, so the
-            // store stays what every rank's plan says).
-            const std::uint64_t passed = max_over_ranks(ctx, sw.passed(now_s()) ? 1 : 0);
-            if (passed && i + 1 < o.rounds) {
-              r.stonewalled = true;
-              ++t;
-              break;
-            }
-          }
-        },
-        [&](PhaseResult& res) {
-          res.metrics = {{"rounds", static_cast<double>(rounds_run), "count"},
-                         {"zipf", o.zipf, "1"},
-                         {"target_rate_per_rank", o.rate, "ops/s"}};
-          if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
-        });
-  }
+  for (int rep = 0; rep < ctx.c().repetitions; ++rep)
+    mixed_phase(ctx, plan, store, rep, t, reads_per_round);
 }
 
 }  // namespace sb

@@ -125,14 +125,164 @@ void build_shards(Ctx& ctx, const Dataset& d, RankPhase& rp) {
   }
 }
 
-}  // namespace
+// The sizes of one epoch on one rank.
+struct EpochShape {
+  std::uint64_t per_rank = 0;  // samples per rank and epoch
+  std::uint64_t batches = 0;   // batches per rank and epoch
+  std::uint64_t align = 1;     // read offsets and lengths (O_DIRECT alignment, else 1)
+};
 
-void run_loader(Ctx& ctx) {
+// One epoch's reading on one rank: a loader thread issues batches (each sample of a batch read
+// concurrently through the engine), at most --prefetch ahead of a consumer that "computes" for
+// --compute-ms per batch; the time the consumer waits is the stall.
+class EpochReader {
+ public:
+  EpochReader(Ctx& ctx, const Dataset& d, BufferPool& pool, const EpochShape& shape,
+              const std::vector<std::uint64_t>& perm)
+      : ctx_(ctx), o_(ctx.opt.loader), d_(d), pool_(pool), shape_(shape), perm_(perm) {}
+
+  // Inside agree: opens every shard, runs the loader thread and the consumer, closes.
+  void run(RankPhase& r);
+
+  ffb::LogLinearHistogram batch_lat;  // batch-ready latency (ns)
+  double stall = 0.0, elapsed = 0.0;  // consumer's waiting and total time (s)
+
+ private:
+  void read_batch(RankPhase& r, std::uint64_t b);
+  void load(RankPhase& r, const Stonewall& sw);  // the loader thread
+  void consume();
+
+  Ctx& ctx_;
+  const LoaderOptions& o_;
+  const Dataset& d_;
+  BufferPool& pool_;
+  const EpochShape& shape_;
+  const std::vector<std::uint64_t>& perm_;
+  std::vector<Fd> fds_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<double> ready_;  // batch-ready times
+  std::uint64_t consumed_ = 0;
+  bool finished_ = false;
+  std::exception_ptr error_;
+};
+
+void EpochReader::read_batch(RankPhase& r, std::uint64_t b) {
+  DirHandle& dir = ctx_.ws.root();
+  const std::uint64_t align = shape_.align;
+  const std::uint64_t first = b * o_.batch, last = std::min(shape_.per_rank, first + o_.batch);
+  std::uint64_t k = first;
+  ctx_.engine.run(
+      [&](IoOp& op) {
+        if (k >= last) return false;
+        const std::uint64_t i = perm_[k * static_cast<std::uint64_t>(ctx_.size) +
+                                      static_cast<std::uint64_t>(ctx_.rank)];
+        ++k;
+        const std::uint64_t lo = round_down(d_.offset[i], align);
+        const std::uint64_t hi = round_up(d_.offset[i] + d_.size[i], align);
+        op.kind = OpKind::read;
+        op.fd = fds_[d_.shard[i]].get();
+        op.offset = lo;
+        op.len = hi - lo;
+        op.tag = i;
+        op.buf = pool_.get();
+        return true;
+      },
+      [&](const IoOp& op, const IoDone& done) {
+        auto* buf = static_cast<std::byte*>(op.buf);
+        const std::uint64_t i = op.tag;
+        try {
+          check_transfer(op, done, dir.path_of(d_.name(d_.shard[i])));
+        } catch (...) {
+          pool_.put(buf);
+          throw;
+        }
+        r.record(0, done.submit, done.complete, d_.size[i]);
+        if (ctx_.c().verify)
+          verify_block(r, buf + (d_.offset[i] - op.offset), d_.size[i], sample_id(ctx_, d_, i),
+                       fmt::format("sample {} in {}", i, d_.name(d_.shard[i])));
+        pool_.put(buf);
+        return true;
+      });
+}
+
+void EpochReader::load(RankPhase& r, const Stonewall& sw) {
+  try {
+    for (std::uint64_t b = 0; b < shape_.batches; ++b) {
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] {
+          return b < consumed_ + static_cast<std::uint64_t>(o_.prefetch) || stop_requested();
+        });
+      }
+      if (sw.passed(now_s()) || stop_requested()) {
+        r.stonewalled = sw.passed(now_s());
+        break;
+      }
+      const double issued = now_s();
+      read_batch(r, b);
+      const double t = now_s();
+      batch_lat.record(static_cast<std::uint64_t>((t - issued) * 1e9));
+      {
+        std::lock_guard lock(mu_);
+        ready_.push_back(t);
+      }
+      cv_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard lock(mu_);
+    error_ = std::current_exception();
+  }
+  {
+    std::lock_guard lock(mu_);
+    finished_ = true;
+  }
+  cv_.notify_all();
+}
+
+// Waits for each batch (stall), then computes.
+void EpochReader::consume() {
+  const double t_start = now_s();
+  for (;;) {
+    const double w0 = now_s();
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !ready_.empty() || finished_; });
+    if (ready_.empty()) break;
+    ready_.pop_front();
+    lock.unlock();
+    stall += now_s() - w0;
+    if (o_.compute_ms > 0) sleep_until_s(now_s() + o_.compute_ms / 1e3);
+    lock.lock();
+    ++consumed_;
+    lock.unlock();
+    cv_.notify_all();
+  }
+  elapsed = now_s() - t_start;
+}
+
+void EpochReader::run(RankPhase& r) {
+  DirHandle& dir = ctx_.ws.root();
+  Stonewall sw(ctx_.c().stonewall_s, r.base());
+  fds_.resize(d_.shard_bytes.size());
+  r.mark_open(now_s());
+  for (std::size_t s = 0; s < fds_.size(); ++s)
+    fds_[s] = dir.open(d_.name(s), O_RDONLY | ctx_.direct_flag());
+  {
+    std::jthread loader([&] { load(r, sw); });
+    consume();
+  }
+  if (error_) std::rethrow_exception(error_);
+  for (std::size_t s = 0; s < fds_.size(); ++s) fds_[s].close_checked(dir.path_of(d_.name(s)));
+  r.mark_close(now_s());
+}
+
+// Refuses what the options alone cannot tell: fewer samples than ranks, more shards than open
+// files. Returns the epoch's shape.
+EpochShape plan_epochs(const Ctx& ctx, const Dataset& d) {
   const auto& o = ctx.opt.loader;
-  const auto& c = ctx.c();
-  const Dataset d = plan_dataset(ctx);
-  const std::uint64_t per_rank = o.samples / static_cast<std::uint64_t>(ctx.size);
-  if (per_rank == 0)
+  EpochShape shape;
+  shape.per_rank = o.samples / static_cast<std::uint64_t>(ctx.size);
+  if (shape.per_rank == 0)
     throw ffb::UsageError(
         fmt::format("--samples {}: fewer samples than ranks ({}); give at least one per rank",
                     o.samples, ctx.size));
@@ -145,15 +295,79 @@ void run_loader(Ctx& ctx) {
         "({}, ulimit -n); raise --shard-size or the limit",
         ffb::format_size(o.shard_size), d.shard_bytes.size(),
         static_cast<unsigned long long>(nofile.rlim_cur)));
-  const std::uint64_t batches = (per_rank + o.batch - 1) / o.batch;
-  const std::uint64_t align = std::max<std::uint64_t>(ctx.io_align(), 1);
-  ctx.report.note(
-      fmt::format("loader: {} samples ({} total, sizes {}, largest {}), {} shard(s) of about {}; "
-                  "per rank and epoch "
-                  "{} samples in {} batches of {}; compute {} ms per batch, prefetch {}",
-                  o.samples, ffb::format_size(d.total), o.sample_size, ffb::format_size(d.max_size),
-                  d.shard_bytes.size(), ffb::format_size(o.shard_size), per_rank, batches, o.batch,
-                  o.compute_ms, o.prefetch));
+  shape.batches = (shape.per_rank + o.batch - 1) / o.batch;
+  shape.align = std::max<std::uint64_t>(ctx.io_align(), 1);
+  return shape;
+}
+
+std::string plan_note(const Ctx& ctx, const Dataset& d, const EpochShape& shape) {
+  const auto& o = ctx.opt.loader;
+  return fmt::format(
+      "loader: {} samples ({} total, sizes {}, largest {}), {} shard(s) of about {}; "
+      "per rank and epoch "
+      "{} samples in {} batches of {}; compute {} ms per batch, prefetch {}",
+      o.samples, ffb::format_size(d.total), o.sample_size, ffb::format_size(d.max_size),
+      d.shard_bytes.size(), ffb::format_size(o.shard_size), shape.per_rank, shape.batches, o.batch,
+      o.compute_ms, o.prefetch);
+}
+
+// Batch latency (exact merge) and stall fraction over ranks, as the epoch's metrics on rank 0.
+struct EpochStats {
+  ffb::LogLinearHistogram batch_lat;
+  double stall_sum[2] = {0, 0}, stall_max = 0;
+};
+void reduce_epoch_stats(MPI_Comm comm, EpochReader& reader, EpochStats& st) {
+  st.batch_lat = reader.batch_lat;
+  st.batch_lat.reduce(comm, 0);
+  const double mine[2] = {reader.stall, reader.elapsed};
+  const double frac = reader.elapsed > 0 ? reader.stall / reader.elapsed : 0;
+  MPI_Reduce(mine, st.stall_sum, 2, MPI_DOUBLE, MPI_SUM, 0, comm);
+  MPI_Reduce(&frac, &st.stall_max, 1, MPI_DOUBLE, MPI_MAX, 0, comm);
+}
+
+std::vector<Metric> epoch_metrics(const EpochStats& st, const PhaseResult& res) {
+  return {{"samples_per_s", res.time_ior > 0 ? static_cast<double>(res.ops) / res.time_ior : 0.0,
+           "samples/s"},
+          {"batch_ready_p50", st.batch_lat.percentile(50) / 1e6, "ms"},
+          {"batch_ready_p99", st.batch_lat.percentile(99) / 1e6, "ms"},
+          {"batch_ready_p999", st.batch_lat.percentile(99.9) / 1e6, "ms"},
+          {"batch_ready_max", static_cast<double>(st.batch_lat.max()) / 1e6, "ms"},
+          {"stall_fraction", st.stall_sum[1] > 0 ? st.stall_sum[0] / st.stall_sum[1] : 0.0, "1"},
+          {"stall_fraction_max_rank", st.stall_max, "1"}};
+}
+
+void epoch_phase(Ctx& ctx, const Dataset& d, const EpochShape& shape, BufferPool& pool,
+                 const std::vector<FileRange>& wrote, const std::vector<FileRange>& all, int rep,
+                 int epoch) {
+  const auto& c = ctx.c();
+  RankPhase rp(PhaseSpec{"loader", fmt::format("epoch{}", epoch), rep, {"read"}, {true}, true});
+  const double evict_s = prepare_reads(ctx, wrote, all, rp);
+  const auto perm = permutation(
+      ctx.opt.loader.samples,
+      mix64(c.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(rep) + 0x10ad));
+  EpochStats st;
+  run_phase(
+      ctx, rp,
+      [&](RankPhase& r) {
+        EpochReader reader(ctx, d, pool, shape, perm);
+        agree(ctx.comm, [&] { reader.run(r); });
+        // After the agreement above, so no rank waits here for one that failed.
+        reduce_epoch_stats(ctx.comm, reader, st);
+      },
+      [&](PhaseResult& res) {
+        res.metrics = epoch_metrics(st, res);
+        if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
+      });
+}
+
+}  // namespace
+
+void run_loader(Ctx& ctx) {
+  const auto& o = ctx.opt.loader;
+  const auto& c = ctx.c();
+  const Dataset d = plan_dataset(ctx);
+  const EpochShape shape = plan_epochs(ctx, d);
+  ctx.report.note(plan_note(ctx, d, shape));
 
   DirHandle& dir = ctx.ws.root();
   {
@@ -172,148 +386,13 @@ void run_loader(Ctx& ctx) {
     if (writer_of(ctx, s) == ctx.rank) wrote.push_back(all.back());
   }
   // One buffer per read in flight, big enough for the largest sample widened to the alignment.
-  const std::size_t buf_size = static_cast<std::size_t>(round_up(d.max_size, align) + 2 * align);
-  BufferPool pool(ctx.engine.depth(), buf_size, std::max<std::uint64_t>(align, 4096), c.seed);
+  const std::size_t buf_size =
+      static_cast<std::size_t>(round_up(d.max_size, shape.align) + 2 * shape.align);
+  BufferPool pool(ctx.engine.depth(), buf_size, std::max<std::uint64_t>(shape.align, 4096), c.seed);
 
-  for (int rep = 0; rep < c.repetitions; ++rep) {
-    for (int epoch = 0; epoch < o.epochs; ++epoch) {
-      RankPhase rp(PhaseSpec{"loader", fmt::format("epoch{}", epoch), rep, {"read"}, {true}, true});
-      const double evict_s = prepare_reads(ctx, wrote, all, rp);
-      const auto perm = permutation(o.samples, mix64(c.seed, static_cast<std::uint64_t>(epoch),
-                                                     static_cast<std::uint64_t>(rep) + 0x10ad));
-      ffb::LogLinearHistogram batch_lat;
-      double stall = 0.0, elapsed = 0.0, stall_sum[2] = {0, 0}, stall_max = 0;
-      run_phase(
-          ctx, rp,
-          [&](RankPhase& r) {
-            agree(ctx.comm, [&] {
-              Stonewall sw(ctx, r.base());
-              std::vector<Fd> fds(d.shard_bytes.size());
-              r.mark_open(now_s());
-              for (std::size_t s = 0; s < fds.size(); ++s)
-                fds[s] = dir.open(d.name(s), O_RDONLY | ctx.direct_flag());
-
-              std::mutex mu;
-              std::condition_variable cv;
-              std::deque<double> ready;  // batch-ready times
-              std::uint64_t consumed = 0;
-              bool finished = false;
-              std::exception_ptr error;
-              // Loader thread: issues batches, at most `prefetch` ahead of the consumer.
-              std::jthread loader([&] {
-                try {
-                  for (std::uint64_t b = 0; b < batches; ++b) {
-                    {
-                      std::unique_lock lock(mu);
-                      cv.wait(lock, [&] {
-                        return b < consumed + static_cast<std::uint64_t>(o.prefetch) ||
-                               stop_requested();
-                      });
-                    }
-                    if (sw.passed(now_s()) || stop_requested()) {
-                      r.stonewalled = sw.passed(now_s());
-                      break;
-                    }
-                    const std::uint64_t first = b * o.batch,
-                                        last = std::min(per_rank, first + o.batch);
-                    std::uint64_t k = first;
-                    const double issued = now_s();
-                    ctx.engine.run(
-                        [&](IoOp& op) {
-                          if (k >= last) return false;
-                          const std::uint64_t i = perm[k * static_cast<std::uint64_t>(ctx.size) +
-                                                       static_cast<std::uint64_t>(ctx.rank)];
-                          ++k;
-                          const std::uint64_t lo = round_down(d.offset[i], align);
-                          const std::uint64_t hi = round_up(d.offset[i] + d.size[i], align);
-                          op.kind = OpKind::read;
-                          op.fd = fds[d.shard[i]].get();
-                          op.offset = lo;
-                          op.len = hi - lo;
-                          op.tag = i;
-                          op.buf = pool.get();
-                          return true;
-                        },
-                        [&](const IoOp& op, const IoDone& done) {
-                          auto* buf = static_cast<std::byte*>(op.buf);
-                          const std::uint64_t i = op.tag;
-                          try {
-                            check_transfer(op, done, dir.path_of(d.name(d.shard[i])));
-                          } catch (...) {
-                            pool.put(buf);
-                            throw;
-                          }
-                          r.record(0, done.submit, done.complete, d.size[i]);
-                          if (c.verify)
-                            verify_block(r, buf + (d.offset[i] - op.offset), d.size[i],
-                                         sample_id(ctx, d, i),
-                                         fmt::format("sample {} in {}", i, d.name(d.shard[i])));
-                          pool.put(buf);
-                          return true;
-                        });
-                    const double t = now_s();
-                    batch_lat.record(static_cast<std::uint64_t>((t - issued) * 1e9));
-                    {
-                      std::lock_guard lock(mu);
-                      ready.push_back(t);
-                    }
-                    cv.notify_all();
-                  }
-                } catch (...) {
-                  std::lock_guard lock(mu);
-                  error = std::current_exception();
-                }
-                {
-                  std::lock_guard lock(mu);
-                  finished = true;
-                }
-                cv.notify_all();
-              });
-              // Consumer: waits for each batch (stall), then computes.
-              const double t_start = now_s();
-              for (;;) {
-                const double w0 = now_s();
-                std::unique_lock lock(mu);
-                cv.wait(lock, [&] { return !ready.empty() || finished; });
-                if (ready.empty()) break;
-                ready.pop_front();
-                lock.unlock();
-                stall += now_s() - w0;
-                if (o.compute_ms > 0) sleep_until_s(now_s() + o.compute_ms / 1e3);
-                lock.lock();
-                ++consumed;
-                lock.unlock();
-                cv.notify_all();
-              }
-              elapsed = now_s() - t_start;
-              loader.join();
-              if (error) std::rethrow_exception(error);
-              for (std::size_t s = 0; s < fds.size(); ++s)
-                fds[s].close_checked(dir.path_of(d.name(s)));
-              r.mark_close(now_s());
-            });
-            // Batch latency (exact merge) and stall fraction over ranks (after the agreement above,
-            // so no rank waits here for one that failed).
-            batch_lat.reduce(ctx.comm, 0);
-            const double mine[2] = {stall, elapsed};
-            const double frac = elapsed > 0 ? stall / elapsed : 0;
-            MPI_Reduce(mine, stall_sum, 2, MPI_DOUBLE, MPI_SUM, 0, ctx.comm);
-            MPI_Reduce(&frac, &stall_max, 1, MPI_DOUBLE, MPI_MAX, 0, ctx.comm);
-          },
-          [&](PhaseResult& res) {
-            res.metrics = {
-                {"samples_per_s",
-                 res.time_ior > 0 ? static_cast<double>(res.ops) / res.time_ior : 0.0, "samples/s"},
-                {"batch_ready_p50", batch_lat.percentile(50) / 1e6, "ms"},
-                {"batch_ready_p99", batch_lat.percentile(99) / 1e6, "ms"},
-                {"batch_ready_p999", batch_lat.percentile(99.9) / 1e6, "ms"},
-                {"batch_ready_max", static_cast<double>(batch_lat.max()) / 1e6, "ms"},
-                {"stall_fraction", stall_sum[1] > 0 ? stall_sum[0] / stall_sum[1] : 0.0, "1"},
-                {"stall_fraction_max_rank", stall_max, "1"}};
-            if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
-          });
-    }
-  }
+  for (int rep = 0; rep < c.repetitions; ++rep)
+    for (int epoch = 0; epoch < o.epochs; ++epoch)
+      epoch_phase(ctx, d, shape, pool, wrote, all, rep, epoch);
   // Shards are removed at the end by the workspace (or kept with --keep).
 }
 

@@ -15,187 +15,240 @@
 
 namespace sb {
 
-void run_meta(Ctx& ctx) {
-  const auto& o = ctx.opt.meta;
-  const auto& c = ctx.c();
-  const int src = ctx.shifted(ctx.rank, ctx.shift);
-  auto dir_name = [&](int r) {
-    return o.unique_dir ? fmt::format("meta.{:06d}", r) : std::string("meta");
-  };
-  auto file_name = [&](int r, std::uint64_t i) {
-    return o.unique_dir ? fmt::format("f.{:09d}", i) : fmt::format("f.{:06d}.{:09d}", r, i);
-  };
-  ctx.report.note(
-      fmt::format("meta: {} files per rank ({} total) of {} in {}; stat/read by rank+{}{}", o.files,
-                  o.files * static_cast<std::uint64_t>(ctx.size), ffb::format_size(o.file_size),
-                  o.unique_dir ? "one directory per rank" : "one shared directory", ctx.shift,
-                  c.odirect ? "; --odirect does not apply to meta" : ""));
-  // Directories: made once, before any timed phase (mdtest also times tree creation separately).
-  agree(ctx.comm, [&] {
-    if (o.unique_dir || ctx.rank == 0) ctx.ws.make_subdir(dir_name(ctx.rank));
-  });
-  DirHandle* mine = nullptr;
-  DirHandle* theirs = nullptr;
-  agree(ctx.comm, [&] {
-    mine = &ctx.ws.open_subdir(dir_name(ctx.rank));
-    theirs = &ctx.ws.open_subdir(dir_name(src));
-  });
-  AlignedBuffer buf(std::max<std::uint64_t>(o.file_size, 1), 4096);
-  AlignedBuffer rbuf(std::max<std::uint64_t>(o.file_size, 1), 4096);
-  fill_pattern(buf.span(), mix64(c.seed, static_cast<std::uint64_t>(ctx.rank)));
+namespace {
 
-  for (int rep = 0; rep < c.repetitions; ++rep) {
-    std::vector<std::uint64_t> created;
-    // ---- create (+ write) ----
-    {
-      RankPhase rp(PhaseSpec{"meta", "create", rep, {"create"}, {false}, false});
-      run_phase(ctx, rp, [&](RankPhase& r) {
-        const Stonewall sw(ctx, r.base());
-        std::uint64_t n = 0;
-        auto make = [&](std::uint64_t i) {
-          const std::string name = file_name(ctx.rank, i);
-          const double t0 = now_s();
-          Fd fd = mine->create(name);
-          if (o.file_size > 0) {
-            if (c.verify)
-              make_block({buf.data(), o.file_size}, BlockId{static_cast<std::uint32_t>(ctx.rank), i,
-                                                            0, static_cast<std::uint64_t>(rep)});
-            const ssize_t w = ::pwrite(fd.get(), buf.data(), o.file_size, 0);
-            if (w < 0) throw_io("write", mine->path_of(name), errno);
-            if (static_cast<std::uint64_t>(w) != o.file_size)
-              throw IoError(fmt::format("write {}: short write", mine->path_of(name)), EIO);
-          }
-          if (c.fsync) fsync_checked(fd.get(), mine->path_of(name));
-          fd.close_checked(mine->path_of(name));
-          r.record(0, t0, now_s(), o.file_size);
-        };
-        agree(ctx.comm, [&] {
-          for (; n < o.files; ++n) {
-            if (sw.passed(now_s())) {
-              r.stonewalled = true;
-              break;
-            }
-            throw_if_stopped();
-            make(n);
-          }
-        });
-        if (c.stonewall_s > 0 && c.wearout) {
-          const std::uint64_t target = max_over_ranks(ctx, n);
-          agree(ctx.comm, [&] {
-            for (; n < target; ++n) make(n);
-          });
+// One rank's part of the meta workload: its own directory, the directory of the rank whose files
+// it stats and reads (the shift), and the write and read buffers.
+class MetaRun {
+ public:
+  explicit MetaRun(Ctx& ctx)
+      : ctx_(ctx),
+        o_(ctx.opt.meta),
+        c_(ctx.c()),
+        src_(ctx.shifted(ctx.rank, ctx.shift)),
+        buf_(std::max<std::uint64_t>(o_.file_size, 1), 4096),
+        rbuf_(std::max<std::uint64_t>(o_.file_size, 1), 4096) {
+    fill_pattern(buf_.span(), mix64(c_.seed, static_cast<std::uint64_t>(ctx.rank)));
+  }
+
+  std::string dir_name(int r) const {
+    return o_.unique_dir ? fmt::format("meta.{:06d}", r) : std::string("meta");
+  }
+  std::string file_name(int r, std::uint64_t i) const {
+    return o_.unique_dir ? fmt::format("f.{:09d}", i) : fmt::format("f.{:06d}.{:09d}", r, i);
+  }
+  int src() const { return src_; }
+
+  // Directories: made once, before any timed phase (mdtest also times tree creation separately).
+  void make_dirs() {
+    agree(ctx_.comm, [&] {
+      if (o_.unique_dir || ctx_.rank == 0) ctx_.ws.make_subdir(dir_name(ctx_.rank));
+    });
+    agree(ctx_.comm, [&] {
+      mine_ = &ctx_.ws.open_subdir(dir_name(ctx_.rank));
+      theirs_ = &ctx_.ws.open_subdir(dir_name(src_));
+    });
+  }
+
+  // Returns the files each rank created.
+  std::vector<std::uint64_t> create_phase(int rep);
+  void self_test(const std::vector<std::uint64_t>& created);
+  void stat_phase(int rep, std::uint64_t src_count);
+  void read_phase(int rep, const std::vector<std::uint64_t>& created);
+  void delete_phase(int rep, std::uint64_t mine_count);
+  void remove_untimed(std::uint64_t mine_count);
+
+ private:
+  void create_one(RankPhase& r, int rep, std::uint64_t i);
+  void read_one(RankPhase& r, int rep, std::uint64_t i);
+
+  Ctx& ctx_;
+  const MetaOptions& o_;
+  const CommonOptions& c_;
+  int src_;
+  DirHandle* mine_ = nullptr;
+  DirHandle* theirs_ = nullptr;
+  AlignedBuffer buf_, rbuf_;
+};
+
+void MetaRun::create_one(RankPhase& r, int rep, std::uint64_t i) {
+  const std::string name = file_name(ctx_.rank, i);
+  const double t0 = now_s();
+  Fd fd = mine_->create(name);
+  if (o_.file_size > 0) {
+    if (c_.verify)
+      make_block({buf_.data(), o_.file_size}, BlockId{static_cast<std::uint32_t>(ctx_.rank), i, 0,
+                                                      static_cast<std::uint64_t>(rep)});
+    const ssize_t w = ::pwrite(fd.get(), buf_.data(), o_.file_size, 0);
+    if (w < 0) throw_io("write", mine_->path_of(name), errno);
+    if (static_cast<std::uint64_t>(w) != o_.file_size)
+      throw IoError(fmt::format("write {}: short write", mine_->path_of(name)), EIO);
+  }
+  if (c_.fsync) fsync_checked(fd.get(), mine_->path_of(name));
+  fd.close_checked(mine_->path_of(name));
+  r.record(0, t0, now_s(), o_.file_size);
+}
+
+std::vector<std::uint64_t> MetaRun::create_phase(int rep) {
+  std::vector<std::uint64_t> created;
+  RankPhase rp(PhaseSpec{"meta", "create", rep, {"create"}, {false}, false});
+  run_phase(ctx_, rp, [&](RankPhase& r) {
+    const Stonewall sw(ctx_.c().stonewall_s, r.base());
+    std::uint64_t n = 0;
+    agree(ctx_.comm, [&] {
+      for (; n < o_.files; ++n) {
+        if (sw.passed(now_s())) {
+          r.stonewalled = true;
+          break;
         }
-        created = allgather_u64(ctx, n);
+        throw_if_stopped();
+        create_one(r, rep, n);
+      }
+    });
+    if (c_.stonewall_s > 0 && c_.wearout) {
+      const std::uint64_t target = max_over_ranks(ctx_.comm, n);
+      agree(ctx_.comm, [&] {
+        for (; n < target; ++n) create_one(r, rep, n);
       });
     }
-    const std::uint64_t src_count = created[static_cast<std::size_t>(src)];
-    // --self-test-corrupt: rank 0's first file (options refuse it without a read phase or with
-    // empty files); another rank reads it back in the read phase.
-    if (c.self_test_corrupt && rep == 0)
-      agree(ctx.comm, [&] {
-        if (ctx.rank == 0 && created[0] > 0)
-          ctx.report.note(corrupt_one_byte(*mine, file_name(0, 0), 0, o.file_size));
-      });
+    created = allgather_u64(ctx_.comm, n);
+  });
+  return created;
+}
 
-    // ---- stat (another rank's files) ----
-    if (o.do_stat) {
-      RankPhase rp(PhaseSpec{"meta", "stat", rep, {"stat"}, {false}, false});
-      run_phase(ctx, rp, [&](RankPhase& r) {
-        const Stonewall sw(ctx, r.base());
+// --self-test-corrupt: rank 0's first file (options refuse it without a read phase or with empty
+// files); another rank reads it back in the read phase.
+void MetaRun::self_test(const std::vector<std::uint64_t>& created) {
+  agree(ctx_.comm, [&] {
+    if (ctx_.rank == 0 && created[0] > 0)
+      ctx_.report.note(corrupt_one_byte(*mine_, file_name(0, 0), 0, o_.file_size));
+  });
+}
+
+// Stats another rank's files.
+void MetaRun::stat_phase(int rep, std::uint64_t src_count) {
+  RankPhase rp(PhaseSpec{"meta", "stat", rep, {"stat"}, {false}, false});
+  run_phase(ctx_, rp, [&](RankPhase& r) {
+    const Stonewall sw(ctx_.c().stonewall_s, r.base());
+    for (std::uint64_t i = 0; i < src_count; ++i) {
+      if (sw.passed(now_s())) {
+        r.stonewalled = true;
+        break;
+      }
+      throw_if_stopped();
+      const std::string name = file_name(src_, i);
+      struct stat st {};
+      const double t0 = now_s();
+      if (::fstatat(theirs_->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+        throw_io("stat", theirs_->path_of(name), errno);
+      r.record(0, t0, now_s(), 0);
+      if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != o_.file_size)
+        r.verify_failed(
+            fmt::format("stat {}: expected a regular file of {} bytes, found mode {:o} size {}",
+                        theirs_->path_of(name), o_.file_size, st.st_mode, st.st_size));
+    }
+  });
+}
+
+// Open, read and close another rank's file i; verify it with --verify.
+void MetaRun::read_one(RankPhase& r, int rep, std::uint64_t i) {
+  const std::string name = file_name(src_, i);
+  const double t0 = now_s();
+  Fd fd = theirs_->open(name, O_RDONLY);
+  std::uint64_t got = 0;
+  while (got < o_.file_size) {
+    const ssize_t n =
+        ::pread(fd.get(), rbuf_.data() + got, o_.file_size - got, static_cast<off_t>(got));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_io("read", theirs_->path_of(name), errno);
+    }
+    if (n == 0) break;
+    got += static_cast<std::uint64_t>(n);
+  }
+  fd.close_checked(theirs_->path_of(name));
+  r.record(0, t0, now_s(), got);
+  if (got != o_.file_size)
+    throw IoError(fmt::format("read {}: {} of {} bytes", theirs_->path_of(name), got, o_.file_size),
+                  EIO);
+  if (c_.verify && o_.file_size > 0)
+    verify_block(r, rbuf_.data(), o_.file_size,
+                 BlockId{static_cast<std::uint32_t>(src_), i, 0, static_cast<std::uint64_t>(rep)},
+                 theirs_->path_of(name));
+}
+
+void MetaRun::read_phase(int rep, const std::vector<std::uint64_t>& created) {
+  const std::uint64_t src_count = created[static_cast<std::size_t>(src_)];
+  RankPhase rp(PhaseSpec{"meta", "read", rep, {"read"}, {true}, false});
+  std::vector<FileRange> wrote, will_read;
+  const std::uint64_t sample = std::min<std::uint64_t>(src_count, c_.residency_pages);
+  for (std::uint64_t i = 0; i < src_count; ++i) {
+    if (c_.drop_cache && i < created[static_cast<std::size_t>(ctx_.rank)])
+      wrote.push_back({mine_, file_name(ctx_.rank, i), 0, o_.file_size});
+    if (sample > 0 && i % std::max<std::uint64_t>(src_count / sample, 1) == 0 && o_.file_size > 0)
+      will_read.push_back({theirs_, file_name(src_, i), 0, o_.file_size});
+  }
+  const double evict_s = prepare_reads(ctx_, wrote, will_read, rp);
+  run_phase(
+      ctx_, rp,
+      [&](RankPhase& r) {
+        const Stonewall sw(ctx_.c().stonewall_s, r.base());
         for (std::uint64_t i = 0; i < src_count; ++i) {
           if (sw.passed(now_s())) {
             r.stonewalled = true;
             break;
           }
           throw_if_stopped();
-          const std::string name = file_name(src, i);
-          struct stat st {};
-          const double t0 = now_s();
-          if (::fstatat(theirs->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
-            throw_io("stat", theirs->path_of(name), errno);
-          r.record(0, t0, now_s(), 0);
-          if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) != o.file_size)
-            r.verify_failed(
-                fmt::format("stat {}: expected a regular file of {} bytes, found mode {:o} size {}",
-                            theirs->path_of(name), o.file_size, st.st_mode, st.st_size));
+          read_one(r, rep, i);
         }
+      },
+      [&](PhaseResult& res) {
+        if (c_.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
       });
-    }
+}
 
-    // ---- open + read + close (another rank's files) ----
-    if (o.do_read) {
-      RankPhase rp(PhaseSpec{"meta", "read", rep, {"read"}, {true}, false});
-      std::vector<FileRange> wrote, will_read;
-      const std::uint64_t sample = std::min<std::uint64_t>(src_count, c.residency_pages);
-      for (std::uint64_t i = 0; i < src_count; ++i) {
-        if (c.drop_cache && i < created[static_cast<std::size_t>(ctx.rank)])
-          wrote.push_back({mine, file_name(ctx.rank, i), 0, o.file_size});
-        if (sample > 0 && i % std::max<std::uint64_t>(src_count / sample, 1) == 0 &&
-            o.file_size > 0)
-          will_read.push_back({theirs, file_name(src, i), 0, o.file_size});
-      }
-      const double evict_s = prepare_reads(ctx, wrote, will_read, rp);
-      run_phase(
-          ctx, rp,
-          [&](RankPhase& r) {
-            const Stonewall sw(ctx, r.base());
-            for (std::uint64_t i = 0; i < src_count; ++i) {
-              if (sw.passed(now_s())) {
-                r.stonewalled = true;
-                break;
-              }
-              throw_if_stopped();
-              const std::string name = file_name(src, i);
-              const double t0 = now_s();
-              Fd fd = theirs->open(name, O_RDONLY);
-              std::uint64_t got = 0;
-              while (got < o.file_size) {
-                const ssize_t n = ::pread(fd.get(), rbuf.data() + got, o.file_size - got,
-                                          static_cast<off_t>(got));
-                if (n < 0) {
-                  if (errno == EINTR) continue;
-                  throw_io("read", theirs->path_of(name), errno);
-                }
-                if (n == 0) break;
-                got += static_cast<std::uint64_t>(n);
-              }
-              fd.close_checked(theirs->path_of(name));
-              r.record(0, t0, now_s(), got);
-              if (got != o.file_size)
-                throw IoError(
-                    fmt::format("read {}: {} of {} bytes", theirs->path_of(name), got, o.file_size),
-                    EIO);
-              if (c.verify && o.file_size > 0)
-                verify_block(
-                    r, rbuf.data(), o.file_size,
-                    BlockId{static_cast<std::uint32_t>(src), i, 0, static_cast<std::uint64_t>(rep)},
-                    theirs->path_of(name));
-            }
-          },
-          [&](PhaseResult& res) {
-            if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
-          });
+// By the creator: only ever our own files.
+void MetaRun::delete_phase(int rep, std::uint64_t mine_count) {
+  RankPhase rp(PhaseSpec{"meta", "delete", rep, {"delete"}, {false}, false});
+  run_phase(ctx_, rp, [&](RankPhase& r) {
+    for (std::uint64_t i = 0; i < mine_count; ++i) {
+      throw_if_stopped();
+      const double t0 = now_s();
+      mine_->remove(file_name(ctx_.rank, i));
+      r.record(0, t0, now_s(), 0);
     }
+  });
+}
 
-    // ---- delete (by the creator: only ever our own files) ----
-    if (o.do_delete) {
-      RankPhase rp(PhaseSpec{"meta", "delete", rep, {"delete"}, {false}, false});
-      run_phase(ctx, rp, [&](RankPhase& r) {
-        const std::uint64_t n = created[static_cast<std::size_t>(ctx.rank)];
-        for (std::uint64_t i = 0; i < n; ++i) {
-          throw_if_stopped();
-          const double t0 = now_s();
-          mine->remove(file_name(ctx.rank, i));
-          r.record(0, t0, now_s(), 0);
-        }
-      });
-    } else if (rep + 1 < c.repetitions && !c.keep) {
-      MPI_Barrier(ctx.comm);
-      agree(ctx.comm, [&] {
-        for (std::uint64_t i = 0; i < created[static_cast<std::size_t>(ctx.rank)]; ++i)
-          mine->remove(file_name(ctx.rank, i));
-      });
-    }
+void MetaRun::remove_untimed(std::uint64_t mine_count) {
+  MPI_Barrier(ctx_.comm);
+  agree(ctx_.comm, [&] {
+    for (std::uint64_t i = 0; i < mine_count; ++i) mine_->remove(file_name(ctx_.rank, i));
+  });
+}
+
+}  // namespace
+
+void run_meta(Ctx& ctx) {
+  const auto& o = ctx.opt.meta;
+  const auto& c = ctx.c();
+  ctx.report.note(
+      fmt::format("meta: {} files per rank ({} total) of {} in {}; stat/read by rank+{}{}", o.files,
+                  o.files * static_cast<std::uint64_t>(ctx.size), ffb::format_size(o.file_size),
+                  o.unique_dir ? "one directory per rank" : "one shared directory", ctx.shift,
+                  c.odirect ? "; --odirect does not apply to meta" : ""));
+  MetaRun run(ctx);
+  run.make_dirs();
+  for (int rep = 0; rep < c.repetitions; ++rep) {
+    const std::vector<std::uint64_t> created = run.create_phase(rep);
+    const std::uint64_t mine_count = created[static_cast<std::size_t>(ctx.rank)];
+    if (c.self_test_corrupt && rep == 0) run.self_test(created);
+    if (o.do_stat) run.stat_phase(rep, created[static_cast<std::size_t>(run.src())]);
+    if (o.do_read) run.read_phase(rep, created);
+    if (o.do_delete)
+      run.delete_phase(rep, mine_count);
+    else if (rep + 1 < c.repetitions && !c.keep)
+      run.remove_untimed(mine_count);
   }
 }
 

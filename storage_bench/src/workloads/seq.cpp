@@ -129,16 +129,13 @@ std::uint64_t layout(Ctx& ctx, const SeqPlan& plan, int fd, const std::string& p
   return plan.nops;
 }
 
-}  // namespace
-
-void run_seq(Ctx& ctx) {
+SeqPlan plan_seq(const Ctx& ctx) {
   const auto& o = ctx.opt.seq;
-  const auto& c = ctx.c();
   SeqPlan plan{ctx};
   plan.tpb = o.block / o.transfer;
   plan.nops = plan.tpb * o.segments;
   plan.shared = !o.file_per_proc;
-  if (c.odirect) {
+  if (ctx.c().odirect) {
     const std::uint64_t a = ctx.dio_align;
     for (auto [flag, v] : {std::pair{"--transfer", o.transfer}, std::pair{"--block", o.block}})
       if (v % a != 0)
@@ -147,13 +144,12 @@ void run_seq(Ctx& ctx) {
             "statx direct-I/O alignment); use a multiple of {} or drop --odirect",
             flag, ffb::format_size(v), ctx.fs.path, ctx.fs.fs_type, a, a));
   }
-  DirHandle& dir = ctx.ws.root();
-  BufferPool pool(ctx.engine.depth(), o.transfer, ctx.io_align(),
-                  c.seed + static_cast<std::uint64_t>(ctx.rank));
-  const int direct = ctx.direct_flag();
-  const int src = ctx.shifted(ctx.rank, ctx.shift);
+  return plan;
+}
 
-  ctx.report.note(fmt::format(
+std::string plan_note(const Ctx& ctx, const SeqPlan& plan) {
+  const auto& o = ctx.opt.seq;
+  return fmt::format(
       "seq: block {}, transfer {}, segments {}, {}, pattern {}, {} per rank, {} total; read-back "
       "shift "
       "{} rank(s){}",
@@ -161,121 +157,161 @@ void run_seq(Ctx& ctx) {
       plan.shared ? "one shared file" : "file per rank", o.random ? "random" : "sequential",
       ffb::format_size(o.block * o.segments),
       ffb::format_size(o.block * o.segments * static_cast<std::uint64_t>(ctx.size)), ctx.shift,
-      ctx.topo.nnodes() == 1 ? " (one node: read-back cannot avoid this node's page cache)" : ""));
+      ctx.topo.nnodes() == 1 ? " (one node: read-back cannot avoid this node's page cache)" : "");
+}
+
+// This rank's file written, timed (through the engine, with stonewall and wear-out) or as the
+// untimed layout of --phases read. Returns the transfers each rank wrote (all ranks).
+std::vector<std::uint64_t> write_file(Ctx& ctx, const SeqPlan& plan, BufferPool& pool,
+                                      RankPhase& rp, int rep, bool timed) {
+  const auto& c = ctx.c();
+  DirHandle& dir = ctx.ws.root();
+  const int direct = ctx.direct_flag();
+  const std::string my_file = plan.file_of(ctx.rank);
+  const std::string path = dir.path_of(my_file);
+  Stonewall sw(ctx.c().stonewall_s, rp.base());
+  const auto order = timed ? plan.order(ctx.rank, rep, 0) : std::vector<std::uint64_t>{};
+  Fd fd;
+  agree(ctx.comm, [&] {
+    if (plan.shared && ctx.rank == 0) {
+      rp.mark_open(now_s());
+      fd = dir.create(my_file, direct);
+    }
+  });
+  std::uint64_t done = 0;
+  agree(ctx.comm, [&] {
+    if (!fd) {
+      rp.mark_open(now_s());
+      fd = plan.shared ? dir.open(my_file, O_RDWR | direct) : dir.create(my_file, direct);
+    }
+    if (timed)
+      done = issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order, 0,
+                   plan.nops, &sw);
+    else
+      done = layout(ctx, plan, fd.get(), path, rep);
+  });
+  if (timed && c.stonewall_s > 0 && c.wearout) {
+    const std::uint64_t target = max_over_ranks(ctx.comm, done);
+    agree(ctx.comm, [&] {
+      done += issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order, done,
+                    target, nullptr);
+    });
+  }
+  agree(ctx.comm, [&] {
+    if (c.fsync || !timed) fsync_checked(fd.get(), path);
+    fd.close_checked(path);
+    rp.mark_close(now_s());
+  });
+  return allgather_u64(ctx.comm, done);
+}
+
+// The write phase (or the untimed layout); returns the transfers each rank wrote.
+std::vector<std::uint64_t> write_phase(Ctx& ctx, const SeqPlan& plan, BufferPool& pool, int rep) {
+  std::vector<std::uint64_t> written_by;
+  if (ctx.opt.seq.do_write) {
+    RankPhase rp(PhaseSpec{"seq", "write", rep, {"write"}, {false}, true});
+    run_phase(ctx, rp,
+              [&](RankPhase& r) { written_by = write_file(ctx, plan, pool, r, rep, true); });
+    return written_by;
+  }
+  RankPhase rp(PhaseSpec{"seq", "layout", rep, {"write"}, {false}, true});
+  MPI_Barrier(ctx.comm);
+  rp.start();
+  written_by = write_file(ctx, plan, pool, rp, rep, false);
+  if (rep == 0) ctx.report.note("read-only run: data laid out untimed (sequential, fsync'd)");
+  return written_by;
+}
+
+// What the read phase's cache preparation syncs (what this rank wrote) and samples (what it
+// will read). Shared file: every rank syncs it (each node's client holds its own dirty pages).
+void read_ranges(const Ctx& ctx, const SeqPlan& plan, DirHandle& dir, int src,
+                 std::vector<FileRange>& wrote, std::vector<FileRange>& will_read) {
+  const auto& o = ctx.opt.seq;
+  const std::string src_file = plan.file_of(src);
+  if (plan.shared) {
+    const std::uint64_t total = o.block * o.segments * static_cast<std::uint64_t>(ctx.size);
+    wrote.push_back({&dir, src_file, 0, total});
+    for (std::uint64_t s = 0; s < o.segments; ++s)
+      will_read.push_back({&dir, src_file, plan.offset_of(src, s * plan.tpb), o.block});
+  } else {
+    const std::uint64_t span = o.block * o.segments;
+    wrote.push_back({&dir, plan.file_of(ctx.rank), 0, span});
+    will_read.push_back({&dir, src_file, 0, span});
+  }
+}
+
+// Reads back what rank `src` wrote (its `src_count` transfers, in the writer's order).
+void read_file(Ctx& ctx, const SeqPlan& plan, BufferPool& pool, RankPhase& r, int rep, int src,
+               std::uint64_t src_count) {
+  const auto& c = ctx.c();
+  DirHandle& dir = ctx.ws.root();
+  const std::string src_file = plan.file_of(src);
+  const std::string src_path = dir.path_of(src_file);
+  Stonewall sw(ctx.c().stonewall_s, r.base());
+  // The writer's order: with a stonewall it names exactly the transfers that exist.
+  const auto order = plan.order(src, rep, 0);
+  Fd fd;
+  std::uint64_t done = 0;
+  agree(ctx.comm, [&] {
+    r.mark_open(now_s());
+    fd = dir.open(src_file, O_RDONLY | ctx.direct_flag());
+    done = issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order, 0,
+                 src_count, &sw);
+  });
+  if (c.stonewall_s > 0 && c.wearout) {
+    const std::uint64_t target = std::min(max_over_ranks(ctx.comm, done), src_count);
+    agree(ctx.comm, [&] {
+      done += issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order, done,
+                    target, nullptr);
+    });
+  }
+  agree(ctx.comm, [&] {
+    fd.close_checked(src_path);
+    r.mark_close(now_s());
+  });
+}
+
+void read_phase(Ctx& ctx, const SeqPlan& plan, BufferPool& pool, int rep,
+                const std::vector<std::uint64_t>& written_by) {
+  const int src = ctx.shifted(ctx.rank, ctx.shift);
+  RankPhase rp(PhaseSpec{"seq", "read", rep, {"read"}, {true}, true});
+  std::vector<FileRange> wrote, will_read;
+  read_ranges(ctx, plan, ctx.ws.root(), src, wrote, will_read);
+  const double evict_s = prepare_reads(ctx, wrote, will_read, rp);
+  run_phase(
+      ctx, rp,
+      [&](RankPhase& r) {
+        read_file(ctx, plan, pool, r, rep, src, written_by[static_cast<std::size_t>(src)]);
+      },
+      [&](PhaseResult& res) {
+        res.metrics.push_back({"read_shift", static_cast<double>(ctx.shift), "ranks"});
+        if (ctx.c().drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
+      });
+}
+
+}  // namespace
+
+void run_seq(Ctx& ctx) {
+  const auto& o = ctx.opt.seq;
+  const auto& c = ctx.c();
+  const SeqPlan plan = plan_seq(ctx);
+  DirHandle& dir = ctx.ws.root();
+  BufferPool pool(ctx.engine.depth(), o.transfer, ctx.io_align(),
+                  c.seed + static_cast<std::uint64_t>(ctx.rank));
+  ctx.report.note(plan_note(ctx, plan));
 
   for (int rep = 0; rep < c.repetitions; ++rep) {
-    std::vector<std::uint64_t> written_by;  // transfers each rank wrote
-    const std::string my_file = plan.file_of(ctx.rank);
-    const std::string path = dir.path_of(my_file);
-
-    // ---- write (timed, or untimed layout for --phases read) ----
-    auto write_body = [&](RankPhase& rp, bool timed) {
-      Stonewall sw(ctx, rp.base());
-      const auto order = timed ? plan.order(ctx.rank, rep, 0) : std::vector<std::uint64_t>{};
-      Fd fd;
-      agree(ctx.comm, [&] {
-        if (plan.shared && ctx.rank == 0) {
-          rp.mark_open(now_s());
-          fd = dir.create(my_file, direct);
-        }
-      });
-      std::uint64_t done = 0;
-      agree(ctx.comm, [&] {
-        if (!fd) {
-          rp.mark_open(now_s());
-          fd = plan.shared ? dir.open(my_file, O_RDWR | direct) : dir.create(my_file, direct);
-        }
-        if (timed)
-          done = issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order, 0,
-                       plan.nops, &sw);
-        else
-          done = layout(ctx, plan, fd.get(), path, rep);
-      });
-      if (timed && c.stonewall_s > 0 && c.wearout) {
-        const std::uint64_t target = max_over_ranks(ctx, done);
-        agree(ctx.comm, [&] {
-          done += issue(ctx, plan, pool, rp, fd.get(), path, OpKind::write, ctx.rank, rep, order,
-                        done, target, nullptr);
-        });
-      }
-      agree(ctx.comm, [&] {
-        if (c.fsync || !timed) fsync_checked(fd.get(), path);
-        fd.close_checked(path);
-        rp.mark_close(now_s());
-      });
-      written_by = allgather_u64(ctx, done);
-    };
-    if (o.do_write) {
-      RankPhase rp(PhaseSpec{"seq", "write", rep, {"write"}, {false}, true});
-      run_phase(ctx, rp, [&](RankPhase& r) { write_body(r, true); });
-    } else {
-      RankPhase rp(PhaseSpec{"seq", "layout", rep, {"write"}, {false}, true});
-      MPI_Barrier(ctx.comm);
-      rp.start();
-      write_body(rp, false);
-      if (rep == 0) ctx.report.note("read-only run: data laid out untimed (sequential, fsync'd)");
-    }
+    const std::vector<std::uint64_t> written_by = write_phase(ctx, plan, pool, rep);
     // --self-test-corrupt: rank 0's first transfer, after it is written and before it is read.
     if (c.self_test_corrupt)
       agree(ctx.comm, [&] {
         if (ctx.rank == 0)
           ctx.report.note(corrupt_one_byte(dir, plan.file_of(0), plan.offset_of(0, 0), o.transfer));
       });
-
-    // ---- read ----
-    if (o.do_read) {
-      RankPhase rp(PhaseSpec{"seq", "read", rep, {"read"}, {true}, true});
-      const std::string src_file = plan.file_of(src);
-      const std::uint64_t src_count = written_by[static_cast<std::size_t>(src)];
-      std::vector<FileRange> wrote, will_read;
-      const std::uint64_t span = plan.shared ? 0 : o.block * o.segments;
-      if (plan.shared) {
-        // Shared file: every rank syncs it (each node's client holds its own dirty pages).
-        const std::uint64_t total = o.block * o.segments * static_cast<std::uint64_t>(ctx.size);
-        wrote.push_back({&dir, src_file, 0, total});
-        for (std::uint64_t s = 0; s < o.segments; ++s)
-          will_read.push_back({&dir, src_file, plan.offset_of(src, s * plan.tpb), o.block});
-      } else {
-        wrote.push_back({&dir, my_file, 0, span});
-        will_read.push_back({&dir, src_file, 0, span});
-      }
-      const double evict_s = prepare_reads(ctx, wrote, will_read, rp);
-      const std::string src_path = dir.path_of(src_file);
-      run_phase(
-          ctx, rp,
-          [&](RankPhase& r) {
-            Stonewall sw(ctx, r.base());
-            // The writer's order: with a stonewall it names exactly the transfers that exist.
-            const auto order = plan.order(src, rep, 0);
-            Fd fd;
-            std::uint64_t done = 0;
-            agree(ctx.comm, [&] {
-              r.mark_open(now_s());
-              fd = dir.open(src_file, O_RDONLY | direct);
-              done = issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order, 0,
-                           src_count, &sw);
-            });
-            if (c.stonewall_s > 0 && c.wearout) {
-              const std::uint64_t target = std::min(max_over_ranks(ctx, done), src_count);
-              agree(ctx.comm, [&] {
-                done += issue(ctx, plan, pool, r, fd.get(), src_path, OpKind::read, src, rep, order,
-                              done, target, nullptr);
-              });
-            }
-            agree(ctx.comm, [&] {
-              fd.close_checked(src_path);
-              r.mark_close(now_s());
-            });
-          },
-          [&](PhaseResult& res) {
-            res.metrics.push_back({"read_shift", static_cast<double>(ctx.shift), "ranks"});
-            if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
-          });
-    }
-
-    // ---- remove this repetition's files (untimed) unless --keep ----
+    if (o.do_read) read_phase(ctx, plan, pool, rep, written_by);
+    // Remove this repetition's files (untimed) unless --keep.
     MPI_Barrier(ctx.comm);
-    if (!c.keep) agree(ctx.comm, [&] { dir.remove(my_file); });
+    if (!c.keep) agree(ctx.comm, [&] { dir.remove(plan.file_of(ctx.rank)); });
   }
 }
 

@@ -9,7 +9,7 @@ command -v fio >/dev/null || { echo "SKIP: fio is not installed (apt-get install
 work=$(mktemp -d "${TMPDIR:-/tmp}/sb-cc-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/data"
-/usr/bin/python3 "$root/scripts/fio-crosscheck" --dir "$work/data" --size 16M --runs 1 --settle 0 \
+"$root/scripts/fio-crosscheck" --dir "$work/data" --size 16M --runs 1 --settle 0 \
   --cases seq_write_direct,rand_read_4k_qd32 --output "$work/cc.h5" --storage-bench "$bench" >"$work/out" 2>&1
 rc=$?
 cat "$work/out"
