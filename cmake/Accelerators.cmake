@@ -11,6 +11,7 @@ if(FFB_ENABLE_CUDA)
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     # There may be no GPU to detect at build time: name the architectures (A100 and H100/H200).
+    # -DCMAKE_CUDA_ARCHITECTURES=... (e.g. 70 for V100, native) overrides this default.
     if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
       set(CMAKE_CUDA_ARCHITECTURES 80 90)
     endif()
@@ -45,6 +46,8 @@ if(FFB_HAVE_CUDA)
   else()
     message(STATUS "ffbench: NCCL not found, nccl_allreduce_bench is not built")
   endif()
+else()
+  message(STATUS "ffbench: NCCL off (needs CUDA), nccl_allreduce_bench is not built")
 endif()
 
 find_path(VERBS_INCLUDE_DIR infiniband/verbs.h)
