@@ -4,6 +4,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fcntl.h>
 #include <optional>
 #include <unistd.h>
 
@@ -150,13 +151,11 @@ void check_plan(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, co
 
 // The run's description: ranks and hosts, engine, file system, cache, job directory, memory
 // bandwidth and the units.
-std::vector<std::string> preamble_lines(const Ctx& ctx, const NodeMemBw& mem) {
-  const auto& opt = ctx.opt;
-  const auto& c = ctx.c();
-  const auto& topo = ctx.topo;
-  const auto& fs = ctx.fs;
-  const auto& ws = ctx.ws;
-  const int size = ctx.size;
+std::vector<std::string> preamble_lines(const Options& opt, const ffb::Topology& topo,
+                                        const FsInfo& fs, const Workspace& ws,
+                                        const NodeMemBw& mem) {
+  const auto& c = opt.common;
+  const int size = topo.size;
   std::string hosts = topo.hosts.empty() ? "" : topo.hosts.front();
   if (topo.nnodes() > 1) hosts += fmt::format(" .. {}", topo.hosts.back());
   return {
@@ -250,9 +249,10 @@ int measure(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, FsInfo
                                             : topo.ranks_per_node.front();
   shift %= size;
 
-  Ctx ctx{opt,   comm,         rank,     size,  topo, ws, fs, *engine, dio_alignment(fs),
-          shift, mem.per_node, mem.rule, report};
-  report.preamble(preamble_lines(ctx, mem));
+  const RankSpace ranks{comm, rank, size};
+  const IoTarget io{*engine, ws, c.odirect ? O_DIRECT : 0, c.odirect ? dio_alignment(fs) : 1u};
+  Ctx ctx{opt, ranks, io, fs, shift, PhaseEnv{ranks, topo, mem.per_node, c.delay_s, report}};
+  report.preamble(preamble_lines(opt, topo, fs, ws, mem));
   // Inside agree(): a usage error a workload finds (e.g. an O_DIRECT alignment) ends the run on
   // every rank with one message, like any other failure.
   agree(comm, [&] { run_workload(ctx); });
@@ -269,7 +269,9 @@ int measure(MPI_Comm comm, const Options& opt, const ffb::Topology& topo, FsInfo
   }
   if (targets.any())
     agree(comm, [&] {
-      report.write_results(ctx, status == ffb::kExitOk ? "complete" : "failed", targets);
+      const RunFacts facts{opt, fs, ws.path().string(), shift, mem.per_node, mem.rule};
+      report.write_results(comm, topo, facts, status == ffb::kExitOk ? "complete" : "failed",
+                           targets);
     });
   return status;
 }

@@ -285,20 +285,21 @@ void flag_suspect(const ffb::Topology& topo, const std::vector<double>& node_mem
 
 }  // namespace
 
-PhaseResult aggregate(const Ctx& ctx, RankPhase& mine) {
+PhaseResult aggregate(const RankSpace& ranks, const ffb::Topology& topo,
+                      const std::vector<double>& node_mem_gbps, RankPhase& mine) {
   PhaseResult r;
   r.spec = mine.spec();
   fill_missing_marks(mine);
-  const std::vector<double> rows = gather_rows(ctx.comm, ctx.rank, ctx.size, mine);
-  const FirstDone fd = first_done(ctx.comm, mine);
-  merge_verify(ctx.comm, ctx.topo, mine, r);
-  merge_histograms(ctx.comm, mine, r);
-  if (ctx.rank != 0) return r;
+  const std::vector<double> rows = gather_rows(ranks.comm, ranks.rank, ranks.size, mine);
+  const FirstDone fd = first_done(ranks.comm, mine);
+  merge_verify(ranks.comm, topo, mine, r);
+  merge_histograms(ranks.comm, mine, r);
+  if (ranks.rank != 0) return r;
   // ---- rank 0: the cluster-wide numbers ----
-  const Span sp = merge_rows(ctx.topo, rows, r);
+  const Span sp = merge_rows(topo, rows, r);
   if (r.active_ranks == 0) return r;
   compute_rates(sp, fd, r.spec.work_in_bytes, r);
-  flag_suspect(ctx.topo, ctx.node_mem_gbps, sp.node_read, r);
+  flag_suspect(topo, node_mem_gbps, sp.node_read, r);
   return r;
 }
 

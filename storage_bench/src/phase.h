@@ -16,10 +16,11 @@
 #include <mpi.h>
 
 #include "ffb/histogram.h"
+#include "ffb/mpi_env.h"
 
 namespace sb {
 
-struct Ctx;
+struct RankSpace;
 
 struct OpStats {
   ffb::LogLinearHistogram lat;  // ns
@@ -124,7 +125,9 @@ struct PhaseResult {
 };
 
 // Collective: merges every rank's RankPhase into the result (complete on rank 0, partial elsewhere:
-// only spec, verify_errors and the totals are valid on the other ranks).
-PhaseResult aggregate(const Ctx& ctx, RankPhase& mine);
+// only spec, verify_errors and the totals are valid on the other ranks). topo names the hosts and
+// nodes; node_mem_gbps (per node) is the bound above which a read phase is flagged suspect.
+PhaseResult aggregate(const RankSpace& ranks, const ffb::Topology& topo,
+                      const std::vector<double>& node_mem_gbps, RankPhase& mine);
 
 }  // namespace sb

@@ -8,12 +8,13 @@
 
 #include <fmt/format.h>
 
-#include "context.h"
 #include "ffb/provenance.h"
 #include "ffb/results.h"
 #include "ffb/sizes.h"
 #include "ffb/stats.h"
+#include "fsutil.h"
 #include "json_summary.h"
+#include "options.h"
 
 namespace sb {
 
@@ -198,10 +199,10 @@ void add_phase_latency(ffb::Table& t, const std::vector<PhaseResult>& phases) {
 }
 
 // The run's attributes beside the provenance: what ran, where, and the file system's facts.
-void add_run_attrs(ffb::RunRecord& run, const Ctx& ctx, const std::string& status,
+void add_run_attrs(ffb::RunRecord& run, const RunFacts& facts, const std::string& status,
                    std::uint64_t verify_errors, const std::vector<std::string>& notes) {
-  const auto& o = ctx.opt;
-  const auto& fs = ctx.fs;
+  const auto& o = facts.opt;
+  const auto& fs = facts.fs;
   const auto i64 = [](auto v) { return static_cast<std::int64_t>(v); };
   auto& a = run.attrs;
   a["label"] = o.common.label;
@@ -212,7 +213,7 @@ void add_run_attrs(ffb::RunRecord& run, const Ctx& ctx, const std::string& statu
   a["qd"] = i64(o.common.qd);
   a["odirect"] = i64(o.common.odirect);
   a["dir"] = fs.path;
-  a["job_dir"] = ctx.ws.path().string();
+  a["job_dir"] = facts.job_dir;
   a["fs_type"] = fs.fs_type;
   a["fs_magic"] = fs.fs_magic;
   a["mount_point"] = fs.mount_point;
@@ -225,10 +226,10 @@ void add_run_attrs(ffb::RunRecord& run, const Ctx& ctx, const std::string& statu
   a["dio_mem_align"] = i64(fs.dio_mem_align);
   a["dio_offset_align"] = i64(fs.dio_offset_align);
   a["dio_supported"] = i64(fs.dio_supported);
-  a["read_shift"] = i64(ctx.shift);
-  const auto& mem = ctx.node_mem_gbps;
+  a["read_shift"] = i64(facts.read_shift);
+  const auto& mem = facts.node_mem_gbps;
   a["node_mem_bw_gbps"] = mem.empty() ? 0.0 : *std::min_element(mem.begin(), mem.end());
-  a["node_mem_bw_size_rule"] = ctx.node_mem_rule;
+  a["node_mem_bw_size_rule"] = facts.node_mem_rule;
   a["verify_errors"] = i64(verify_errors);
   a["histogram_max_relative_error"] = ffb::LogLinearHistogram::max_relative_error();
   a["notes"] = notes;
@@ -384,19 +385,20 @@ ffb::Table metrics_table(const std::vector<PhaseResult>& phases) {
   return t;
 }
 
-ffb::RunRecord Report::record(const Ctx& ctx, const std::string& status) const {
+ffb::RunRecord Report::record(MPI_Comm comm, const ffb::Topology& topo, const RunFacts& facts,
+                              const std::string& status) const {
   ffb::RunRecord run;
-  ffb::add_provenance(run, ctx.comm, ctx.topo, "storage_bench", "storage", ctx.opt.argv);
+  ffb::add_provenance(run, comm, topo, "storage_bench", "storage", facts.opt.argv);
   if (rank_ != 0) return run;
-  add_run_attrs(run, ctx, status, verify_errors_, notes_);
+  add_run_attrs(run, facts, status, verify_errors_, notes_);
   for (auto* make : {phases_table, ops_table, ranks_table, latency_table, metrics_table})
     run.tables.push_back(make(phases_));
   return run;
 }
 
-void Report::write_results(const Ctx& ctx, const std::string& status,
-                           const ResultTargets& to) const {
-  const ffb::RunRecord run = record(ctx, status);
+void Report::write_results(MPI_Comm comm, const ffb::Topology& topo, const RunFacts& facts,
+                           const std::string& status, const ResultTargets& to) const {
+  const ffb::RunRecord run = record(comm, topo, facts, status);
   if (rank_ != 0) return;
   if (!to.hdf5.empty()) {
     const std::string id = ffb::append_run(to.hdf5, run);

@@ -6,13 +6,27 @@
 #include <string>
 #include <vector>
 
+#include <mpi.h>
+
+#include "ffb/mpi_env.h"
 #include "ffb/results.h"
 #include "phase.h"
 
 namespace sb {
 
-struct Ctx;
+struct FsInfo;
 struct Options;
+
+// What a run's attributes say beside its phases (add_run_attrs): the options, the file system, the
+// job directory, the read-back shift in ranks, and each node's memory bandwidth with its size rule.
+struct RunFacts {
+  const Options& opt;
+  const FsInfo& fs;
+  std::string job_dir;
+  int read_shift = 0;
+  const std::vector<double>& node_mem_gbps;  // GB/s per node
+  std::string node_mem_rule;
+};
 
 // Where the results of a run go (rank 0 writes): an HDF5 file, a JSON file, or the JSON on a file
 // descriptor (stdout's, under -O summaryFormat=JSON without a file).
@@ -36,9 +50,11 @@ class Report {
   void summary(bool verify_requested);
 
   // Collective (provenance gathers from every rank): the run as one record (complete on rank 0).
-  ffb::RunRecord record(const Ctx& ctx, const std::string& status) const;
+  ffb::RunRecord record(MPI_Comm comm, const ffb::Topology& topo, const RunFacts& facts,
+                        const std::string& status) const;
   // Collective; rank 0 appends the record to the HDF5 file and writes the JSON.
-  void write_results(const Ctx& ctx, const std::string& status, const ResultTargets& to) const;
+  void write_results(MPI_Comm comm, const ffb::Topology& topo, const RunFacts& facts,
+                     const std::string& status, const ResultTargets& to) const;
 
   std::uint64_t verify_errors() const { return verify_errors_; }
   std::uint64_t verify_checked() const { return verify_checked_; }

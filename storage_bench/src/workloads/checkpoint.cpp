@@ -8,6 +8,8 @@
 // ranges of whole chunks, so a reader's range crosses shard boundaries. Every chunk carries a
 // header and checksum (always: a checkpoint nobody can verify is not a checkpoint), and restore
 // verifies every chunk.
+#include <fcntl.h>
+
 #include <fmt/format.h>
 
 #include "../samplers.h"
@@ -36,41 +38,41 @@ struct CkptPlan {
   std::uint64_t chunk_len(std::uint64_t j) const { return std::min(chunk, shard - j * chunk); }
 };
 
-CkptPlan plan_checkpoint(const Ctx& ctx) {
-  const auto& o = ctx.opt.ckpt;
+// Under --odirect, align is the statx alignment that --chunk must be a multiple of.
+CkptPlan plan_checkpoint(const Options& opt, int nranks, std::uint32_t align, const FsInfo& fs) {
+  const auto& o = opt.ckpt;
   CkptPlan p;
-  p.shard = o.shard_bytes(ctx.size);
+  p.shard = o.shard_bytes(nranks);
   p.chunk = o.chunk;
-  if (ctx.c().odirect) {
-    if (p.chunk % ctx.dio_align != 0)
+  if (opt.common.odirect) {
+    if (p.chunk % align != 0)
       throw ffb::UsageError(fmt::format(
           "--chunk {}: O_DIRECT on {} ({}) needs multiples of {} B (statx direct-I/O alignment); "
           "use a "
           "multiple of {} or drop --odirect",
-          ffb::format_size(p.chunk), ctx.fs.path, ctx.fs.fs_type, ctx.dio_align, ctx.dio_align));
-    p.shard = round_up(p.shard, ctx.dio_align);
+          ffb::format_size(p.chunk), fs.path, fs.fs_type, align, align));
+    p.shard = round_up(p.shard, align);
   }
-  p.readers = o.restore_ranks > 0 ? o.restore_ranks : ctx.size;
-  if (p.readers > ctx.size)
+  p.readers = o.restore_ranks > 0 ? o.restore_ranks : nranks;
+  if (p.readers > nranks)
     throw ffb::UsageError(
         fmt::format("--restore-ranks {}: more than the {} ranks running; restore with at most {} "
                     "ranks (or start "
                     "more ranks)",
-                    o.restore_ranks, ctx.size, ctx.size));
+                    o.restore_ranks, nranks, nranks));
   p.cps = (p.shard + p.chunk - 1) / p.chunk;
   return p;
 }
 
-std::string plan_note(const Ctx& ctx, const CkptPlan& p) {
-  const auto& o = ctx.opt.ckpt;
+std::string plan_note(const CheckpointOptions& o, const CkptPlan& p, int nranks, int shift) {
   return fmt::format(
       "checkpoint: {} per rank ({} total{}), chunk {}, {} step(s), restore {} by {} rank(s), shift "
       "{}",
-      ffb::format_size(p.shard), ffb::format_size(p.shard * static_cast<std::uint64_t>(ctx.size)),
+      ffb::format_size(p.shard), ffb::format_size(p.shard * static_cast<std::uint64_t>(nranks)),
       o.model_params > 0 ? fmt::format(" = {:.3g} params x {} B x {}", o.model_params,
                                        o.bytes_per_param, o.optimizer_factor)
                          : "",
-      ffb::format_size(p.chunk), o.steps, o.restore ? "on" : "off", p.readers, ctx.shift);
+      ffb::format_size(p.chunk), o.steps, o.restore ? "on" : "off", p.readers, shift);
 }
 
 // This rank's shard of checkpoint `step`, written in chunks through the engine (each stamped),
@@ -145,32 +147,35 @@ std::vector<Metric> save_metrics(const SaveTimes& st, double durable, std::uint6
 
 // One timed save: rank 0 makes ckpt-<step>.tmp, every rank writes its shard, rank 0 commits.
 // Time-to-durable runs from the first byte any rank wrote to the end of the commit.
-void save_step(Ctx& ctx, const CkptPlan& plan, BufferPool& pool, int rep, int step) {
+void save_step(const PhaseEnv& env, const IoTarget& io, const CkptPlan& plan, BufferPool& pool,
+               int rep, int step) {
+  const RankSpace& ranks = env.ranks;
+  Workspace& ws = io.ws;
   const std::string tmp = ckpt_name(step) + ".tmp", final_name = ckpt_name(step);
   RankPhase rp(PhaseSpec{"checkpoint", "save", rep, {"write"}, {false}, true});
   SaveTimes st;
   run_phase(
-      ctx, rp,
+      env, rp,
       [&](RankPhase& r) {
-        agree(ctx.comm, [&] {
-          if (ctx.rank == 0) {
+        agree(ranks.comm, [&] {
+          if (ranks.rank == 0) {
             r.mark_open(now_s());
-            ctx.ws.make_subdir(tmp);
+            ws.make_subdir(tmp);
           }
         });
-        agree(ctx.comm, [&] {
-          write_shard(ctx.engine, pool, ctx.ws.open_subdir(tmp), plan, ctx.rank, step,
-                      ctx.direct_flag(), r);
+        agree(ranks.comm, [&] {
+          write_shard(io.engine, pool, ws.open_subdir(tmp), plan, ranks.rank, step, io.direct_flag,
+                      r);
         });
-        agree(ctx.comm, [&] {
-          if (ctx.rank == 0) st.commit_s = commit(ctx.ws, tmp, final_name, r, st.commit_end);
+        agree(ranks.comm, [&] {
+          if (ranks.rank == 0) st.commit_s = commit(ws, tmp, final_name, r, st.commit_end);
         });
-        if (ctx.rank != 0) ctx.ws.follow_rename(tmp, final_name);
+        if (ranks.rank != 0) ws.follow_rename(tmp, final_name);
         const double mine = r.t_first;
-        MPI_Reduce(&mine, &st.first_byte, 1, MPI_DOUBLE, MPI_MIN, 0, ctx.comm);
+        MPI_Reduce(&mine, &st.first_byte, 1, MPI_DOUBLE, MPI_MIN, 0, ranks.comm);
         const double wt = r.t_close - r.t_open;
-        st.write_times.resize(static_cast<std::size_t>(ctx.size));
-        MPI_Gather(&wt, 1, MPI_DOUBLE, st.write_times.data(), 1, MPI_DOUBLE, 0, ctx.comm);
+        st.write_times.resize(static_cast<std::size_t>(ranks.size));
+        MPI_Gather(&wt, 1, MPI_DOUBLE, st.write_times.data(), 1, MPI_DOUBLE, 0, ranks.comm);
       },
       [&](PhaseResult& res) {
         const double durable = rp.rel(st.commit_end) - st.first_byte;
@@ -244,19 +249,22 @@ void read_shard_chunks(Engine& engine, BufferPool& pool, DirHandle& dir,
 }
 
 // The restore of the last committed checkpoint, the ranks shifted by a node.
-void restore(Ctx& ctx, const CkptPlan& plan, BufferPool& pool, int rep, int committed) {
+// Reader r is rank r + shift.
+void restore(const PhaseEnv& env, const IoTarget& io, const CommonOptions& c, const CkptPlan& plan,
+             BufferPool& pool, int rep, int committed, int shift) {
+  const RankSpace& ranks = env.ranks;
   const std::string dir_name = ckpt_name(committed);
-  const std::string my_shard = shard_name(ctx.rank);
+  const std::string my_shard = shard_name(ranks.rank);
   // --self-test-corrupt: chunk 0 of rank 0's committed shard; restore reads every chunk.
-  if (ctx.c().self_test_corrupt && rep == 0)
-    agree(ctx.comm, [&] {
-      if (ctx.rank == 0)
-        ctx.report.note(corrupt_one_byte(*ctx.ws.find(dir_name), my_shard, 0, plan.chunk_len(0)));
+  if (c.self_test_corrupt && rep == 0)
+    agree(ranks.comm, [&] {
+      if (ranks.rank == 0)
+        env.report.note(corrupt_one_byte(*io.ws.find(dir_name), my_shard, 0, plan.chunk_len(0)));
     });
-  const int reader = ctx.shifted(ctx.rank, ctx.shift);  // reader index
-  const std::vector<Chunk> mine = reader_chunks(plan, reader, ctx.size);
+  const int reader = ranks.shifted(ranks.rank, shift);  // reader index
+  const std::vector<Chunk> mine = reader_chunks(plan, reader, ranks.size);
   DirHandle* dir = nullptr;
-  agree(ctx.comm, [&] { dir = &ctx.ws.open_subdir(dir_name); });
+  agree(ranks.comm, [&] { dir = &io.ws.open_subdir(dir_name); });
   std::vector<FileRange> wrote{{dir, my_shard, 0, plan.shard}}, will_read;
   for (const auto& ch : mine) {
     if (will_read.empty() || will_read.back().name != shard_name(ch.shard))
@@ -265,22 +273,22 @@ void restore(Ctx& ctx, const CkptPlan& plan, BufferPool& pool, int rep, int comm
   }
   RankPhase rp(PhaseSpec{"checkpoint", "restore", rep, {"read"}, {true}, true});
   rp.active = reader < plan.readers;
-  const double evict_s = prepare_reads(ctx, wrote, will_read, rp);
+  const double evict_s = prepare_reads(ranks.comm, c, wrote, will_read, rp);
   run_phase(
-      ctx, rp,
+      env, rp,
       [&](RankPhase& r) {
         // One shard at a time: all of this reader's chunks in it, --qd in flight.
         for (std::size_t i = 0, end = 0; i < mine.size(); i = end) {
           end = i;
           while (end < mine.size() && mine[end].shard == mine[i].shard) ++end;
-          read_shard_chunks(ctx.engine, pool, *dir, mine, i, end, committed, ctx.direct_flag(), r);
+          read_shard_chunks(io.engine, pool, *dir, mine, i, end, committed, io.direct_flag, r);
         }
       },
       [&](PhaseResult& res) {
         res.metrics = {{"restore_ranks", static_cast<double>(plan.readers), "ranks"},
-                       {"read_shift", static_cast<double>(ctx.shift), "ranks"},
+                       {"read_shift", static_cast<double>(shift), "ranks"},
                        {"chunks_verified", static_cast<double>(res.ops), "count"}};
-        if (ctx.c().drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
+        if (c.drop_cache) res.metrics.push_back({"evict_time", evict_s, "s"});
       });
 }
 
@@ -289,22 +297,23 @@ void restore(Ctx& ctx, const CkptPlan& plan, BufferPool& pool, int rep, int comm
 void run_checkpoint(Ctx& ctx) {
   const auto& o = ctx.opt.ckpt;
   const auto& c = ctx.c();
-  const CkptPlan plan = plan_checkpoint(ctx);
-  ctx.report.note(plan_note(ctx, plan));
-  BufferPool pool(ctx.engine.depth(), plan.chunk, std::max<std::uint64_t>(ctx.io_align(), 4096),
-                  mix64(c.seed, static_cast<std::uint64_t>(ctx.rank), 0xc4e));
+  const RankSpace& ranks = ctx.ranks;
+  const CkptPlan plan = plan_checkpoint(ctx.opt, ranks.size, ctx.io.align, ctx.fs);
+  ctx.report().note(plan_note(o, plan, ranks.size, ctx.shift));
+  BufferPool pool(ctx.io.engine.depth(), plan.chunk, std::max<std::uint64_t>(ctx.io.align, 4096),
+                  mix64(c.seed, static_cast<std::uint64_t>(ranks.rank), 0xc4e));
   int committed = -1;  // step of the last committed checkpoint
   for (int rep = 0; rep < c.repetitions; ++rep) {
     for (int s = 0; s < o.steps; ++s) {
       const int step = rep * o.steps + s + 1;
       const double step_start = now_s();
-      save_step(ctx, plan, pool, rep, step);
-      MPI_Barrier(ctx.comm);
-      if (committed > 0) drop_checkpoint(ctx.comm, ctx.ws, committed);
+      save_step(ctx.phases, ctx.io, plan, pool, rep, step);
+      MPI_Barrier(ranks.comm);
+      if (committed > 0) drop_checkpoint(ranks.comm, ctx.io.ws, committed);
       committed = step;
       if (o.interval_s > 0 && s + 1 < o.steps) sleep_until_s(step_start + o.interval_s);
     }
-    if (o.restore) restore(ctx, plan, pool, rep, committed);
+    if (o.restore) restore(ctx.phases, ctx.io, c, plan, pool, rep, committed, ctx.shift);
   }
 }
 

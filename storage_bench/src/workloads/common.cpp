@@ -61,50 +61,51 @@ void BufferPool::stamp(std::byte* p, std::size_t len, const BlockId& id) {
   stamp_block({p, len}, id, &s);
 }
 
-PhaseResult run_phase(Ctx& ctx, RankPhase& rp, const std::function<void(RankPhase&)>& body,
+PhaseResult run_phase(const PhaseEnv& env, RankPhase& rp,
+                      const std::function<void(RankPhase&)>& body,
                       const std::function<void(PhaseResult&)>& finish) {
-  if (ctx.c().delay_s > 0 && !rp.delayed) sleep_until_s(now_s() + ctx.c().delay_s);
-  MPI_Barrier(ctx.comm);
+  if (env.delay_s > 0 && !rp.delayed) sleep_until_s(now_s() + env.delay_s);
+  MPI_Barrier(env.ranks.comm);
   rp.start();
-  agree(ctx.comm, [&] { body(rp); });
-  PhaseResult r = aggregate(ctx, rp);
-  if (ctx.rank == 0 && finish) finish(r);
-  ctx.report.add(r);
+  agree(env.ranks.comm, [&] { body(rp); });
+  PhaseResult r = aggregate(env.ranks, env.topo, env.node_mem_gbps, rp);
+  if (env.ranks.rank == 0 && finish) finish(r);
+  env.report.add(r);
   return r;
 }
 
-double prepare_reads(Ctx& ctx, const std::vector<FileRange>& wrote,
+double prepare_reads(MPI_Comm comm, const CommonOptions& c, const std::vector<FileRange>& wrote,
                      const std::vector<FileRange>& will_read, RankPhase& rp) {
   double evict_s = 0.0;
   // --delay comes first, so the eviction and the residency sample are right before the reads.
-  if (ctx.c().delay_s > 0) {
-    sleep_until_s(now_s() + ctx.c().delay_s);
+  if (c.delay_s > 0) {
+    sleep_until_s(now_s() + c.delay_s);
     rp.delayed = true;
   }
-  if (ctx.c().drop_cache) {
+  if (c.drop_cache) {
     const double t0 = now_s();
-    agree(ctx.comm, [&] {
+    agree(comm, [&] {
       for (const auto& f : wrote) {
         Fd fd = f.dir->open(f.name, O_RDONLY);
         if (::fdatasync(fd.get()) != 0) throw_io("fdatasync", f.dir->path_of(f.name), errno);
       }
     });
-    MPI_Barrier(ctx.comm);
-    agree(ctx.comm, [&] {
+    MPI_Barrier(comm);
+    agree(comm, [&] {
       for (const auto* list : {&wrote, &will_read})
         for (const auto& f : *list) {
           Fd fd = f.dir->open(f.name, O_RDONLY);
           evict(fd.get());
         }
     });
-    MPI_Barrier(ctx.comm);
+    MPI_Barrier(comm);
     evict_s = now_s() - t0;
   }
-  agree(ctx.comm, [&] {
+  agree(comm, [&] {
     std::uint64_t total = 0;
     for (const auto& f : will_read) total += f.len;
     if (total == 0) return;
-    const std::uint64_t budget = ctx.c().residency_pages;
+    const std::uint64_t budget = c.residency_pages;
     for (const auto& f : will_read) {
       const std::uint64_t pages = std::max<std::uint64_t>(
           1, static_cast<std::uint64_t>(static_cast<double>(budget) * static_cast<double>(f.len) /

@@ -47,7 +47,8 @@ class BufferPool {
 // Runs one phase on every rank: barrier, start the clock, body (inside agree: an error anywhere
 // ends the phase everywhere), aggregate, report. `finish` may add metrics on rank 0 before the row
 // is printed. Returns the result (complete on rank 0).
-PhaseResult run_phase(Ctx& ctx, RankPhase& rp, const std::function<void(RankPhase&)>& body,
+PhaseResult run_phase(const PhaseEnv& env, RankPhase& rp,
+                      const std::function<void(RankPhase&)>& body,
                       const std::function<void(PhaseResult&)>& finish = nullptr);
 
 // A stretch of a file that a rank wrote or is about to read.
@@ -59,8 +60,9 @@ struct FileRange {
 
 // Cache honesty before a read phase (collective). With --drop-cache: writers fdatasync what they
 // wrote, then every rank evicts what it wrote and what it will read (untimed; the time is
-// returned). Then each rank samples page-cache residency of what it will read into rp.
-double prepare_reads(Ctx& ctx, const std::vector<FileRange>& wrote,
+// returned). Then each rank samples page-cache residency of what it will read into rp (about
+// --residency-pages pages, spread by length). --delay comes first.
+double prepare_reads(MPI_Comm comm, const CommonOptions& c, const std::vector<FileRange>& wrote,
                      const std::vector<FileRange>& will_read, RankPhase& rp);
 
 // Stonewall: a deadline per phase (--stonewall seconds after start; 0 = none).

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <fcntl.h>
 #include <map>
 #include <tuple>
 
@@ -127,26 +128,30 @@ std::vector<Scheduled> round_schedule(const KvOptions& o, const KvPlan& plan, co
   return ordered;
 }
 
-Rng round_rng(const Ctx& ctx, int rank, int t) {
-  return Rng(mix64(ctx.c().seed, static_cast<std::uint64_t>(rank),
-                   static_cast<std::uint64_t>(t) + 0x6b76));
+Rng round_rng(std::uint64_t seed, int rank, int t) {
+  return Rng(mix64(seed, static_cast<std::uint64_t>(rank), static_cast<std::uint64_t>(t) + 0x6b76));
 }
 
-// One rank's store: the plan, its buffers and the files it is writing.
+// One rank's store: the plan, its buffers and the files it is writing. The report takes the
+// --self-test-corrupt note.
 class KvStore {
  public:
-  KvStore(Ctx& ctx, KvPlan& plan)
-      : ctx_(ctx),
-        o_(ctx.opt.kv),
+  KvStore(const RankSpace& ranks, const IoTarget& io, const Options& opt, Report& report,
+          KvPlan& plan)
+      : ranks_(ranks),
+        engine_(io.engine),
+        o_(opt.kv),
+        c_(opt.common),
+        report_(report),
         plan_(plan),
-        dir_(ctx.ws.root()),
-        pool_(ctx.engine.depth(), o_.block_size, std::max<std::uint64_t>(ctx.io_align(), 4096),
-              mix64(ctx.c().seed, static_cast<std::uint64_t>(ctx.rank), 0x4b56)),
-        direct_(ctx.direct_flag()) {}
+        dir_(io.dir()),
+        pool_(io.engine.depth(), o_.block_size, std::max<std::uint64_t>(io.align, 4096),
+              mix64(c_.seed, static_cast<std::uint64_t>(ranks.rank), 0x4b56)),
+        direct_(io.direct_flag) {}
 
   BlockId block_id(std::uint64_t q, int w, std::uint64_t b) const {
     return BlockId{static_cast<std::uint32_t>(w),
-                   q * static_cast<std::uint64_t>(ctx_.size) + static_cast<std::uint64_t>(w),
+                   q * static_cast<std::uint64_t>(ranks_.size) + static_cast<std::uint64_t>(w),
                    b * o_.block_size, q};
   }
   void populate(RankPhase& r);
@@ -165,8 +170,11 @@ class KvStore {
                std::size_t& next, std::map<std::uint64_t, Fd>& readers);
   void finish_read(RankPhase& r, const IoOp& op, const IoDone& d);
 
-  Ctx& ctx_;
+  RankSpace ranks_;
+  Engine& engine_;
   const KvOptions& o_;
+  const CommonOptions& c_;
+  Report& report_;
   KvPlan& plan_;
   DirHandle& dir_;
   BufferPool pool_;
@@ -178,7 +186,7 @@ class KvStore {
 void KvStore::start_write(IoOp& op, std::uint64_t q, std::uint64_t b) {
   auto it = writing_.find(q);
   if (it == writing_.end())
-    it = writing_.emplace(q, dir_.create(kv_name(q, ctx_.rank), direct_)).first;
+    it = writing_.emplace(q, dir_.create(kv_name(q, ranks_.rank), direct_)).first;
   op.kind = OpKind::write;
   op.fd = it->second.get();
   op.offset = b * o_.block_size;
@@ -186,17 +194,17 @@ void KvStore::start_write(IoOp& op, std::uint64_t q, std::uint64_t b) {
   op.tag = q;
   auto* buf = pool_.get();
   op.buf = buf;
-  if (ctx_.c().verify) pool_.stamp(buf, o_.block_size, block_id(q, ctx_.rank, b));
+  if (c_.verify) pool_.stamp(buf, o_.block_size, block_id(q, ranks_.rank, b));
 }
 
 void KvStore::finish_write(const IoOp& op, const IoDone& d) {
   pool_.put(static_cast<std::byte*>(op.buf));
   const std::uint64_t q = op.tag;
-  const std::string path = dir_.path_of(kv_name(q, ctx_.rank));
+  const std::string path = dir_.path_of(kv_name(q, ranks_.rank));
   check_transfer(op, d, path);
   if (++written_blocks_[q] == plan_.files[q].nblocks) {
     auto it = writing_.find(q);
-    if (ctx_.c().fsync) fsync_checked(it->second.get(), path);
+    if (c_.fsync) fsync_checked(it->second.get(), path);
     it->second.close_checked(path);
     writing_.erase(it);
     written_blocks_.erase(q);
@@ -206,7 +214,7 @@ void KvStore::finish_write(const IoOp& op, const IoDone& d) {
 void KvStore::populate(RankPhase& r) {
   std::uint64_t q = 0, b = 0;
   r.mark_open(now_s());
-  ctx_.engine.run(
+  engine_.run(
       [&](IoOp& op) {
         while (q < plan_.files.size() && b >= plan_.files[q].nblocks) {
           ++q;
@@ -232,7 +240,7 @@ bool KvStore::next_op(IoOp& op, RankPhase& r, const Readable& view,
     if (s.kind == KvOp::del) {
       if (s.arrival > 0) sleep_until_s(s.arrival);
       const double d0 = now_s();
-      dir_.remove(kv_name(s.a, ctx_.rank));
+      dir_.remove(kv_name(s.a, ranks_.rank));
       r.record(2, s.arrival > 0 ? s.arrival : d0, now_s(), 0);
       continue;
     }
@@ -243,7 +251,7 @@ bool KvStore::next_op(IoOp& op, RankPhase& r, const Readable& view,
     }
     const auto [q, w, b] = view.locate(s.a);
     const std::uint64_t gid =
-        q * static_cast<std::uint64_t>(ctx_.size) + static_cast<std::uint64_t>(w);
+        q * static_cast<std::uint64_t>(ranks_.size) + static_cast<std::uint64_t>(w);
     auto it = readers.find(gid);
     if (it == readers.end())
       it = readers.emplace(gid, dir_.open(kv_name(q, w), O_RDONLY | direct_)).first;
@@ -263,8 +271,8 @@ void KvStore::finish_read(RankPhase& r, const IoOp& op, const IoDone& d) {
   auto* buf = static_cast<std::byte*>(op.buf);
   pool_.invalidate(buf);
   const std::uint64_t gid = op.tag;
-  const std::uint64_t q = gid / static_cast<std::uint64_t>(ctx_.size);
-  const int w = static_cast<int>(gid % static_cast<std::uint64_t>(ctx_.size));
+  const std::uint64_t q = gid / static_cast<std::uint64_t>(ranks_.size);
+  const int w = static_cast<int>(gid % static_cast<std::uint64_t>(ranks_.size));
   const std::string path = dir_.path_of(kv_name(q, w));
   try {
     check_transfer(op, d, path);
@@ -273,7 +281,7 @@ void KvStore::finish_read(RankPhase& r, const IoOp& op, const IoDone& d) {
     throw;
   }
   r.record(0, start, d.complete, d.bytes);
-  if (ctx_.c().verify)
+  if (c_.verify)
     verify_block(r, buf, o_.block_size, block_id(q, w, op.offset / o_.block_size),
                  fmt::format("{} offset {}", path, op.offset));
   pool_.put(buf);
@@ -283,17 +291,16 @@ void KvStore::run_round(RankPhase& r, const Readable& view, std::vector<Schedule
   std::map<std::uint64_t, Fd> readers;  // open files by global file id
   std::size_t next = 0;
   r.mark_open(now_s());
-  ctx_.engine.run([&](IoOp& op) { return next_op(op, r, view, ordered, next, readers); },
-                  [&](const IoOp& op, const IoDone& d) {
-                    if (op.kind == OpKind::write) {
-                      finish_write(op, d);
-                      r.record(1, op.not_before > 0 ? op.not_before : d.submit, d.complete,
-                               d.bytes);
-                    } else {
-                      finish_read(r, op, d);
-                    }
-                    return true;
-                  });
+  engine_.run([&](IoOp& op) { return next_op(op, r, view, ordered, next, readers); },
+              [&](const IoOp& op, const IoDone& d) {
+                if (op.kind == OpKind::write) {
+                  finish_write(op, d);
+                  r.record(1, op.not_before > 0 ? op.not_before : d.submit, d.complete, d.bytes);
+                } else {
+                  finish_read(r, op, d);
+                }
+                return true;
+              });
   for (auto& [gid, fd] : readers) fd.close_checked("kv file");
   r.mark_close(now_s());
 }
@@ -302,17 +309,17 @@ void KvStore::self_test(int t, std::uint64_t reads_per_round) {
   KvPlan future = plan_;  // holds round t already; later rounds are planned on the copy
   for (int i = 0; i < o_.rounds; ++i) {
     if (i > 0) future.plan_round(t + i);
-    const Readable view(future, t + i, ctx_.size);
-    for (int reader = 0; reader < ctx_.size; ++reader) {
-      Rng rng = round_rng(ctx_, reader, t + i);
+    const Readable view(future, t + i, ranks_.size);
+    for (int reader = 0; reader < ranks_.size; ++reader) {
+      Rng rng = round_rng(c_.seed, reader, t + i);
       for (const auto& s : round_schedule(o_, future, view, t + i, reads_per_round, rng)) {
         if (s.kind != KvOp::read) continue;
         const auto [q, w, b] = view.locate(s.a);
         if (future.files[q].round >= t) continue;  // written during the phase: not there yet
-        agree(ctx_.comm, [&, q = q, w = w, b = b] {
-          if (w == ctx_.rank)
+        agree(ranks_.comm, [&, q = q, w = w, b = b] {
+          if (w == ranks_.rank)
             corrupt_one_byte(dir_, kv_name(q, w), b * o_.block_size, o_.block_size);
-          ctx_.report.note(fmt::format(
+          report_.note(fmt::format(
               "self-test: rank {} flipped one byte of block {} of {} (the first block read, by "
               "rank {} in round {}, that exists before the phase); --verify must report it",
               w, b, kv_name(q, w), reader, t + i));
@@ -327,19 +334,20 @@ void KvStore::self_test(int t, std::uint64_t reads_per_round) {
 }
 
 // New blocks per rank and round, refusing a --block-size O_DIRECT cannot use.
-std::uint64_t plan_writes(const Ctx& ctx) {
-  const auto& o = ctx.opt.kv;
-  if (ctx.c().odirect && o.block_size % ctx.dio_align != 0)
+// Under --odirect, align is the statx alignment that --block-size must be a multiple of.
+std::uint64_t plan_writes(const Options& opt, std::uint32_t align, const FsInfo& fs) {
+  const auto& o = opt.kv;
+  if (opt.common.odirect && o.block_size % align != 0)
     throw ffb::UsageError(fmt::format(
         "--block-size {}: O_DIRECT on {} ({}) needs multiples of {} B; use a multiple of {} or "
         "drop --odirect",
-        ffb::format_size(o.block_size), ctx.fs.path, ctx.fs.fs_type, ctx.dio_align, ctx.dio_align));
+        ffb::format_size(o.block_size), fs.path, fs.fs_type, align, align));
   return static_cast<std::uint64_t>(std::llround(static_cast<double>(o.ops) * o.write_frac));
 }
 
-std::string plan_note(const Ctx& ctx, std::uint64_t reads_per_round, std::uint64_t wblocks) {
-  const auto& o = ctx.opt.kv;
-  const auto ranks = static_cast<std::uint64_t>(ctx.size);
+std::string plan_note(const KvOptions& o, int nranks, std::uint64_t reads_per_round,
+                      std::uint64_t wblocks) {
+  const auto ranks = static_cast<std::uint64_t>(nranks);
   return fmt::format(
       "kvcache: blocks of {}, {} per file, {} live blocks per rank ({} total store {}); per rank "
       "and round {} reads (Zipf {}), {} block writes, GC deletes of oldest files; {} round(s); {}",
@@ -350,31 +358,31 @@ std::string plan_note(const Ctx& ctx, std::uint64_t reads_per_round, std::uint64
 }
 
 // Cache honesty: what this rank wrote and everything readable in round t.
-void readable_ranges(const Ctx& ctx, const KvPlan& plan, int t, std::vector<FileRange>& wrote,
+void readable_ranges(const KvPlan& plan, std::uint64_t block_size, DirHandle& dir,
+                     const RankSpace& ranks, int t, std::vector<FileRange>& wrote,
                      std::vector<FileRange>& readable) {
-  DirHandle& dir = ctx.ws.root();
   for (const auto& f : plan.files) {
     if (f.round >= t || f.deleted <= t) continue;
-    for (int w = 0; w < ctx.size; ++w) {
-      readable.push_back({&dir, kv_name(f.q, w), 0, f.nblocks * ctx.opt.kv.block_size});
-      if (w == ctx.rank) wrote.push_back(readable.back());
+    for (int w = 0; w < ranks.size; ++w) {
+      readable.push_back({&dir, kv_name(f.q, w), 0, f.nblocks * block_size});
+      if (w == ranks.rank) wrote.push_back(readable.back());
     }
   }
 }
 
 // The rounds of one repetition's mixed phase; t is the global round counter (the store carries
 // over between repetitions). Returns the rounds run (fewer after a stonewall).
-int run_rounds(Ctx& ctx, KvPlan& plan, KvStore& store, RankPhase& r, int& t,
-               std::uint64_t reads_per_round) {
-  const auto& o = ctx.opt.kv;
-  const Stonewall sw(ctx.c().stonewall_s, r.base());
+int run_rounds(const RankSpace& ranks, const Options& opt, KvPlan& plan, KvStore& store,
+               RankPhase& r, int& t, std::uint64_t reads_per_round) {
+  const auto& o = opt.kv;
+  const Stonewall sw(opt.common.stonewall_s, r.base());
   int rounds_run = 0;
   for (int i = 0; i < o.rounds; ++i, ++t) {
     if (i > 0) plan.plan_round(t);
-    const Readable view(plan, t, ctx.size);
-    Rng rng = round_rng(ctx, ctx.rank, t);
+    const Readable view(plan, t, ranks.size);
+    Rng rng = round_rng(opt.common.seed, ranks.rank, t);
     auto ordered = round_schedule(o, plan, view, t, reads_per_round, rng);
-    agree(ctx.comm, [&] {
+    agree(ranks.comm, [&] {
       // --rate: Poisson arrivals from the round's start.
       if (o.rate > 0) {
         double at = now_s();
@@ -388,7 +396,7 @@ int run_rounds(Ctx& ctx, KvPlan& plan, KvStore& store, RankPhase& r, int& t,
     ++rounds_run;
     // --stonewall: no new round starts after the deadline (a round always completes, so the
     // store stays what every rank's plan says).
-    const std::uint64_t passed = max_over_ranks(ctx.comm, sw.passed(now_s()) ? 1 : 0);
+    const std::uint64_t passed = max_over_ranks(ranks.comm, sw.passed(now_s()) ? 1 : 0);
     if (passed && i + 1 < o.rounds) {
       r.stonewalled = true;
       ++t;
@@ -398,21 +406,24 @@ int run_rounds(Ctx& ctx, KvPlan& plan, KvStore& store, RankPhase& r, int& t,
   return rounds_run;
 }
 
-void mixed_phase(Ctx& ctx, KvPlan& plan, KvStore& store, int rep, int& t,
-                 std::uint64_t reads_per_round) {
-  const auto& o = ctx.opt.kv;
-  const auto& c = ctx.c();
+void mixed_phase(const PhaseEnv& env, DirHandle& dir, const Options& opt, KvPlan& plan,
+                 KvStore& store, int rep, int& t, std::uint64_t reads_per_round) {
+  const auto& o = opt.kv;
+  const auto& c = opt.common;
+  const RankSpace& ranks = env.ranks;
   RankPhase rp(
       PhaseSpec{"kvcache", "mixed", rep, {"read", "write", "delete"}, {true, false, false}, true});
   plan.plan_round(t);
   std::vector<FileRange> wrote, readable;
-  readable_ranges(ctx, plan, t, wrote, readable);
+  readable_ranges(plan, o.block_size, dir, ranks, t, wrote, readable);
   if (c.self_test_corrupt && rep == 0) store.self_test(t, reads_per_round);
-  const double evict_s = prepare_reads(ctx, wrote, readable, rp);
+  const double evict_s = prepare_reads(ranks.comm, c, wrote, readable, rp);
   int rounds_run = 0;
   run_phase(
-      ctx, rp,
-      [&](RankPhase& r) { rounds_run = run_rounds(ctx, plan, store, r, t, reads_per_round); },
+      env, rp,
+      [&](RankPhase& r) {
+        rounds_run = run_rounds(ranks, opt, plan, store, r, t, reads_per_round);
+      },
       [&](PhaseResult& res) {
         res.metrics = {{"rounds", static_cast<double>(rounds_run), "count"},
                        {"zipf", o.zipf, "1"},
@@ -425,20 +436,20 @@ void mixed_phase(Ctx& ctx, KvPlan& plan, KvStore& store, int rep, int& t,
 
 void run_kvcache(Ctx& ctx) {
   const auto& o = ctx.opt.kv;
-  const std::uint64_t wblocks = plan_writes(ctx);
+  const std::uint64_t wblocks = plan_writes(ctx.opt, ctx.io.align, ctx.fs);
   const std::uint64_t reads_per_round = o.ops - wblocks;  // options: wblocks < blocks-per-rank
   KvPlan plan{o.blocks_per_file, o.blocks_per_rank, wblocks, {}};
   plan.plan_round(-1);
-  ctx.report.note(plan_note(ctx, reads_per_round, wblocks));
+  ctx.report().note(plan_note(o, ctx.ranks.size, reads_per_round, wblocks));
 
-  KvStore store(ctx, plan);
+  KvStore store(ctx.ranks, ctx.io, ctx.opt, ctx.report(), plan);
   {
     RankPhase rp(PhaseSpec{"kvcache", "populate", 0, {"write"}, {false}, true});
-    run_phase(ctx, rp, [&](RankPhase& r) { store.populate(r); });
+    run_phase(ctx.phases, rp, [&](RankPhase& r) { store.populate(r); });
   }
   int t = 0;  // global round counter (the store carries over between repetitions)
   for (int rep = 0; rep < ctx.c().repetitions; ++rep)
-    mixed_phase(ctx, plan, store, rep, t, reads_per_round);
+    mixed_phase(ctx.phases, ctx.io.dir(), ctx.opt, plan, store, rep, t, reads_per_round);
 }
 
 }  // namespace sb

@@ -7,6 +7,7 @@
 // would see.
 #include <condition_variable>
 #include <deque>
+#include <fcntl.h>
 #include <mutex>
 #include <sys/resource.h>
 #include <thread>
@@ -32,8 +33,7 @@ struct Dataset {
   std::string name(std::size_t s) const { return fmt::format("shard.{:06d}", s); }
 };
 
-Dataset plan_dataset(const Ctx& ctx) {
-  const auto& o = ctx.opt.loader;
+Dataset plan_dataset(const LoaderOptions& o, std::uint64_t seed) {
   const auto dist = SizeDistribution::parse(o.sample_size, "--sample-size");
   Dataset d;
   d.shard.resize(o.samples);
@@ -41,7 +41,7 @@ Dataset plan_dataset(const Ctx& ctx) {
   d.size.resize(o.samples);
   std::uint64_t cur = 0;
   for (std::uint64_t i = 0; i < o.samples; ++i) {
-    const std::uint64_t sz = dist.size_of(ctx.c().seed, i);
+    const std::uint64_t sz = dist.size_of(seed, i);
     if (d.shard_bytes.empty() || (cur > 0 && cur + sz > o.shard_size)) {
       if (!d.shard_bytes.empty()) d.shard_bytes.back() = cur;
       d.shard_bytes.push_back(0);
@@ -59,29 +59,30 @@ Dataset plan_dataset(const Ctx& ctx) {
   return d;
 }
 
-int writer_of(const Ctx& ctx, std::size_t shard) {
-  return static_cast<int>(shard % static_cast<std::size_t>(ctx.size));
+int writer_of(int nranks, std::size_t shard) {
+  return static_cast<int>(shard % static_cast<std::size_t>(nranks));
 }
 
-BlockId sample_id(const Ctx& ctx, const Dataset& d, std::uint64_t i) {
-  return BlockId{static_cast<std::uint32_t>(writer_of(ctx, d.shard[i])), d.shard[i], d.offset[i],
+BlockId sample_id(int nranks, const Dataset& d, std::uint64_t i) {
+  return BlockId{static_cast<std::uint32_t>(writer_of(nranks, d.shard[i])), d.shard[i], d.offset[i],
                  i};
 }
 
 // Writes this rank's shards (untimed build of the dataset, reported as phase "build").
-void build_shards(Ctx& ctx, const Dataset& d, RankPhase& rp) {
-  const bool verify = ctx.c().verify;
-  const std::uint64_t align = std::max<std::uint64_t>(ctx.io_align(), 1);
+void build_shards(const RankSpace& ranks, const IoTarget& io, const CommonOptions& c,
+                  const Dataset& d, RankPhase& rp) {
+  const bool verify = c.verify;
+  const std::uint64_t align = std::max<std::uint64_t>(io.align, 1);
   const std::uint64_t chunk = round_up(4ull << 20, std::max<std::uint64_t>(align, 4096));
   AlignedBuffer stage(chunk, 4096);
   AlignedBuffer sample(d.max_size, 4096);
-  fill_pattern(sample.span(), mix64(ctx.c().seed, 0x5a3b1e, static_cast<std::uint64_t>(ctx.rank)));
-  DirHandle& dir = ctx.ws.root();
+  fill_pattern(sample.span(), mix64(c.seed, 0x5a3b1e, static_cast<std::uint64_t>(ranks.rank)));
+  DirHandle& dir = io.dir();
   for (std::size_t s = 0; s < d.shard_bytes.size(); ++s) {
-    if (writer_of(ctx, s) != ctx.rank) continue;
+    if (writer_of(ranks.size, s) != ranks.rank) continue;
     const std::string name = d.name(s);
     rp.mark_open(now_s());
-    Fd fd = dir.create(name, ctx.direct_flag());
+    Fd fd = dir.create(name, io.direct_flag);
     std::uint64_t file_off = 0, fill = 0;
     auto flush = [&](bool last) {
       std::uint64_t n = fill;
@@ -107,7 +108,7 @@ void build_shards(Ctx& ctx, const Dataset& d, RankPhase& rp) {
     const std::uint64_t end = s + 1 < d.shard_first.size() ? d.shard_first[s + 1] : d.size.size();
     for (std::uint64_t i = d.shard_first[s]; i < end; ++i) {
       std::span<std::byte> smp(sample.data(), d.size[i]);
-      if (verify) stamp_block(smp, sample_id(ctx, d, i));
+      if (verify) stamp_block(smp, sample_id(ranks.size, d, i));
       std::uint64_t copied = 0;
       while (copied < smp.size()) {
         const std::uint64_t n = std::min<std::uint64_t>(smp.size() - copied, chunk - fill);
@@ -137,9 +138,16 @@ struct EpochShape {
 // --compute-ms per batch; the time the consumer waits is the stall.
 class EpochReader {
  public:
-  EpochReader(Ctx& ctx, const Dataset& d, BufferPool& pool, const EpochShape& shape,
-              const std::vector<std::uint64_t>& perm)
-      : ctx_(ctx), o_(ctx.opt.loader), d_(d), pool_(pool), shape_(shape), perm_(perm) {}
+  EpochReader(const RankSpace& ranks, const IoTarget& io, const Options& opt, const Dataset& d,
+              BufferPool& pool, const EpochShape& shape, const std::vector<std::uint64_t>& perm)
+      : ranks_(ranks),
+        io_(io),
+        o_(opt.loader),
+        c_(opt.common),
+        d_(d),
+        pool_(pool),
+        shape_(shape),
+        perm_(perm) {}
 
   // Inside agree: opens every shard, runs the loader thread and the consumer, closes.
   void run(RankPhase& r);
@@ -152,8 +160,10 @@ class EpochReader {
   void load(RankPhase& r, const Stonewall& sw);  // the loader thread
   void consume();
 
-  Ctx& ctx_;
+  const RankSpace& ranks_;
+  const IoTarget& io_;
   const LoaderOptions& o_;
+  const CommonOptions& c_;
   const Dataset& d_;
   BufferPool& pool_;
   const EpochShape& shape_;
@@ -168,15 +178,15 @@ class EpochReader {
 };
 
 void EpochReader::read_batch(RankPhase& r, std::uint64_t b) {
-  DirHandle& dir = ctx_.ws.root();
+  DirHandle& dir = io_.dir();
   const std::uint64_t align = shape_.align;
   const std::uint64_t first = b * o_.batch, last = std::min(shape_.per_rank, first + o_.batch);
   std::uint64_t k = first;
-  ctx_.engine.run(
+  io_.engine.run(
       [&](IoOp& op) {
         if (k >= last) return false;
-        const std::uint64_t i = perm_[k * static_cast<std::uint64_t>(ctx_.size) +
-                                      static_cast<std::uint64_t>(ctx_.rank)];
+        const std::uint64_t i = perm_[k * static_cast<std::uint64_t>(ranks_.size) +
+                                      static_cast<std::uint64_t>(ranks_.rank)];
         ++k;
         const std::uint64_t lo = round_down(d_.offset[i], align);
         const std::uint64_t hi = round_up(d_.offset[i] + d_.size[i], align);
@@ -198,8 +208,9 @@ void EpochReader::read_batch(RankPhase& r, std::uint64_t b) {
           throw;
         }
         r.record(0, done.submit, done.complete, d_.size[i]);
-        if (ctx_.c().verify)
-          verify_block(r, buf + (d_.offset[i] - op.offset), d_.size[i], sample_id(ctx_, d_, i),
+        if (c_.verify)
+          verify_block(r, buf + (d_.offset[i] - op.offset), d_.size[i],
+                       sample_id(ranks_.size, d_, i),
                        fmt::format("sample {} in {}", i, d_.name(d_.shard[i])));
         pool_.put(buf);
         return true;
@@ -261,12 +272,12 @@ void EpochReader::consume() {
 }
 
 void EpochReader::run(RankPhase& r) {
-  DirHandle& dir = ctx_.ws.root();
-  Stonewall sw(ctx_.c().stonewall_s, r.base());
+  DirHandle& dir = io_.dir();
+  Stonewall sw(c_.stonewall_s, r.base());
   fds_.resize(d_.shard_bytes.size());
   r.mark_open(now_s());
   for (std::size_t s = 0; s < fds_.size(); ++s)
-    fds_[s] = dir.open(d_.name(s), O_RDONLY | ctx_.direct_flag());
+    fds_[s] = dir.open(d_.name(s), O_RDONLY | io_.direct_flag);
   {
     std::jthread loader([&] { load(r, sw); });
     consume();
@@ -278,14 +289,14 @@ void EpochReader::run(RankPhase& r) {
 
 // Refuses what the options alone cannot tell: fewer samples than ranks, more shards than open
 // files. Returns the epoch's shape.
-EpochShape plan_epochs(const Ctx& ctx, const Dataset& d) {
-  const auto& o = ctx.opt.loader;
+// align: the I/O alignment (read offsets and lengths are widened to it).
+EpochShape plan_epochs(const LoaderOptions& o, int nranks, std::uint32_t align, const Dataset& d) {
   EpochShape shape;
-  shape.per_rank = o.samples / static_cast<std::uint64_t>(ctx.size);
+  shape.per_rank = o.samples / static_cast<std::uint64_t>(nranks);
   if (shape.per_rank == 0)
     throw ffb::UsageError(
         fmt::format("--samples {}: fewer samples than ranks ({}); give at least one per rank",
-                    o.samples, ctx.size));
+                    o.samples, nranks));
   // Every rank keeps every shard open during an epoch.
   struct rlimit nofile {};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY &&
@@ -296,12 +307,11 @@ EpochShape plan_epochs(const Ctx& ctx, const Dataset& d) {
         ffb::format_size(o.shard_size), d.shard_bytes.size(),
         static_cast<unsigned long long>(nofile.rlim_cur)));
   shape.batches = (shape.per_rank + o.batch - 1) / o.batch;
-  shape.align = std::max<std::uint64_t>(ctx.io_align(), 1);
+  shape.align = std::max<std::uint64_t>(align, 1);
   return shape;
 }
 
-std::string plan_note(const Ctx& ctx, const Dataset& d, const EpochShape& shape) {
-  const auto& o = ctx.opt.loader;
+std::string plan_note(const LoaderOptions& o, const Dataset& d, const EpochShape& shape) {
   return fmt::format(
       "loader: {} samples ({} total, sizes {}, largest {}), {} shard(s) of about {}; "
       "per rank and epoch "
@@ -336,23 +346,24 @@ std::vector<Metric> epoch_metrics(const EpochStats& st, const PhaseResult& res) 
           {"stall_fraction_max_rank", st.stall_max, "1"}};
 }
 
-void epoch_phase(Ctx& ctx, const Dataset& d, const EpochShape& shape, BufferPool& pool,
-                 const std::vector<FileRange>& wrote, const std::vector<FileRange>& all, int rep,
-                 int epoch) {
-  const auto& c = ctx.c();
+void epoch_phase(const PhaseEnv& env, const IoTarget& io, const Options& opt, const Dataset& d,
+                 const EpochShape& shape, BufferPool& pool, const std::vector<FileRange>& wrote,
+                 const std::vector<FileRange>& all, int rep, int epoch) {
+  const auto& c = opt.common;
+  const RankSpace& ranks = env.ranks;
   RankPhase rp(PhaseSpec{"loader", fmt::format("epoch{}", epoch), rep, {"read"}, {true}, true});
-  const double evict_s = prepare_reads(ctx, wrote, all, rp);
+  const double evict_s = prepare_reads(ranks.comm, c, wrote, all, rp);
   const auto perm = permutation(
-      ctx.opt.loader.samples,
+      opt.loader.samples,
       mix64(c.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(rep) + 0x10ad));
   EpochStats st;
   run_phase(
-      ctx, rp,
+      env, rp,
       [&](RankPhase& r) {
-        EpochReader reader(ctx, d, pool, shape, perm);
-        agree(ctx.comm, [&] { reader.run(r); });
+        EpochReader reader(ranks, io, opt, d, pool, shape, perm);
+        agree(ranks.comm, [&] { reader.run(r); });
         // After the agreement above, so no rank waits here for one that failed.
-        reduce_epoch_stats(ctx.comm, reader, st);
+        reduce_epoch_stats(ranks.comm, reader, st);
       },
       [&](PhaseResult& res) {
         res.metrics = epoch_metrics(st, res);
@@ -365,34 +376,37 @@ void epoch_phase(Ctx& ctx, const Dataset& d, const EpochShape& shape, BufferPool
 void run_loader(Ctx& ctx) {
   const auto& o = ctx.opt.loader;
   const auto& c = ctx.c();
-  const Dataset d = plan_dataset(ctx);
-  const EpochShape shape = plan_epochs(ctx, d);
-  ctx.report.note(plan_note(ctx, d, shape));
+  const RankSpace& ranks = ctx.ranks;
+  const Dataset d = plan_dataset(o, c.seed);
+  const EpochShape shape = plan_epochs(o, ranks.size, ctx.io.align, d);
+  ctx.report().note(plan_note(o, d, shape));
 
-  DirHandle& dir = ctx.ws.root();
+  DirHandle& dir = ctx.io.dir();
   {
     RankPhase rp(PhaseSpec{"loader", "build", 0, {"write"}, {false}, true});
-    run_phase(ctx, rp, [&](RankPhase& r) { build_shards(ctx, d, r); });
+    run_phase(ctx.phases, rp, [&](RankPhase& r) { build_shards(ranks, ctx.io, c, d, r); });
   }
   // --self-test-corrupt: sample 0 (in shard 0, which rank 0 wrote); every epoch reads it.
   if (c.self_test_corrupt)
-    agree(ctx.comm, [&] {
-      if (ctx.rank == 0) ctx.report.note(corrupt_one_byte(dir, d.name(0), d.offset[0], d.size[0]));
+    agree(ranks.comm, [&] {
+      if (ranks.rank == 0)
+        ctx.report().note(corrupt_one_byte(dir, d.name(0), d.offset[0], d.size[0]));
     });
 
   std::vector<FileRange> wrote, all;
   for (std::size_t s = 0; s < d.shard_bytes.size(); ++s) {
     all.push_back({&dir, d.name(s), 0, d.shard_bytes[s]});
-    if (writer_of(ctx, s) == ctx.rank) wrote.push_back(all.back());
+    if (writer_of(ranks.size, s) == ranks.rank) wrote.push_back(all.back());
   }
   // One buffer per read in flight, big enough for the largest sample widened to the alignment.
   const std::size_t buf_size =
       static_cast<std::size_t>(round_up(d.max_size, shape.align) + 2 * shape.align);
-  BufferPool pool(ctx.engine.depth(), buf_size, std::max<std::uint64_t>(shape.align, 4096), c.seed);
+  BufferPool pool(ctx.io.engine.depth(), buf_size, std::max<std::uint64_t>(shape.align, 4096),
+                  c.seed);
 
   for (int rep = 0; rep < c.repetitions; ++rep)
     for (int epoch = 0; epoch < o.epochs; ++epoch)
-      epoch_phase(ctx, d, shape, pool, wrote, all, rep, epoch);
+      epoch_phase(ctx.phases, ctx.io, ctx.opt, d, shape, pool, wrote, all, rep, epoch);
   // Shards are removed at the end by the workspace (or kept with --keep).
 }
 

@@ -18,17 +18,20 @@ namespace sb {
 namespace {
 
 // One rank's part of the meta workload: its own directory, the directory of the rank whose files
-// it stats and reads (the shift), and the write and read buffers.
+// it stats and reads (the shift), and the write and read buffers. Metadata calls are plain POSIX:
+// it needs the job directory, not the engine.
 class MetaRun {
  public:
-  explicit MetaRun(Ctx& ctx)
-      : ctx_(ctx),
-        o_(ctx.opt.meta),
-        c_(ctx.c()),
-        src_(ctx.shifted(ctx.rank, ctx.shift)),
+  MetaRun(const PhaseEnv& env, Workspace& ws, const Options& opt, int shift)
+      : env_(env),
+        ranks_(env.ranks),
+        ws_(ws),
+        o_(opt.meta),
+        c_(opt.common),
+        src_(ranks_.shifted(ranks_.rank, shift)),
         buf_(std::max<std::uint64_t>(o_.file_size, 1), 4096),
         rbuf_(std::max<std::uint64_t>(o_.file_size, 1), 4096) {
-    fill_pattern(buf_.span(), mix64(c_.seed, static_cast<std::uint64_t>(ctx.rank)));
+    fill_pattern(buf_.span(), mix64(c_.seed, static_cast<std::uint64_t>(ranks_.rank)));
   }
 
   std::string dir_name(int r) const {
@@ -41,12 +44,12 @@ class MetaRun {
 
   // Directories: made once, before any timed phase (mdtest also times tree creation separately).
   void make_dirs() {
-    agree(ctx_.comm, [&] {
-      if (o_.unique_dir || ctx_.rank == 0) ctx_.ws.make_subdir(dir_name(ctx_.rank));
+    agree(ranks_.comm, [&] {
+      if (o_.unique_dir || ranks_.rank == 0) ws_.make_subdir(dir_name(ranks_.rank));
     });
-    agree(ctx_.comm, [&] {
-      mine_ = &ctx_.ws.open_subdir(dir_name(ctx_.rank));
-      theirs_ = &ctx_.ws.open_subdir(dir_name(src_));
+    agree(ranks_.comm, [&] {
+      mine_ = &ws_.open_subdir(dir_name(ranks_.rank));
+      theirs_ = &ws_.open_subdir(dir_name(src_));
     });
   }
 
@@ -62,7 +65,9 @@ class MetaRun {
   void create_one(RankPhase& r, int rep, std::uint64_t i);
   void read_one(RankPhase& r, int rep, std::uint64_t i);
 
-  Ctx& ctx_;
+  const PhaseEnv& env_;
+  const RankSpace& ranks_;
+  Workspace& ws_;
   const MetaOptions& o_;
   const CommonOptions& c_;
   int src_;
@@ -72,12 +77,12 @@ class MetaRun {
 };
 
 void MetaRun::create_one(RankPhase& r, int rep, std::uint64_t i) {
-  const std::string name = file_name(ctx_.rank, i);
+  const std::string name = file_name(ranks_.rank, i);
   const double t0 = now_s();
   Fd fd = mine_->create(name);
   if (o_.file_size > 0) {
     if (c_.verify)
-      make_block({buf_.data(), o_.file_size}, BlockId{static_cast<std::uint32_t>(ctx_.rank), i, 0,
+      make_block({buf_.data(), o_.file_size}, BlockId{static_cast<std::uint32_t>(ranks_.rank), i, 0,
                                                       static_cast<std::uint64_t>(rep)});
     const ssize_t w = ::pwrite(fd.get(), buf_.data(), o_.file_size, 0);
     if (w < 0) throw_io("write", mine_->path_of(name), errno);
@@ -92,10 +97,10 @@ void MetaRun::create_one(RankPhase& r, int rep, std::uint64_t i) {
 std::vector<std::uint64_t> MetaRun::create_phase(int rep) {
   std::vector<std::uint64_t> created;
   RankPhase rp(PhaseSpec{"meta", "create", rep, {"create"}, {false}, false});
-  run_phase(ctx_, rp, [&](RankPhase& r) {
-    const Stonewall sw(ctx_.c().stonewall_s, r.base());
+  run_phase(env_, rp, [&](RankPhase& r) {
+    const Stonewall sw(c_.stonewall_s, r.base());
     std::uint64_t n = 0;
-    agree(ctx_.comm, [&] {
+    agree(ranks_.comm, [&] {
       for (; n < o_.files; ++n) {
         if (sw.passed(now_s())) {
           r.stonewalled = true;
@@ -106,12 +111,12 @@ std::vector<std::uint64_t> MetaRun::create_phase(int rep) {
       }
     });
     if (c_.stonewall_s > 0 && c_.wearout) {
-      const std::uint64_t target = max_over_ranks(ctx_.comm, n);
-      agree(ctx_.comm, [&] {
+      const std::uint64_t target = max_over_ranks(ranks_.comm, n);
+      agree(ranks_.comm, [&] {
         for (; n < target; ++n) create_one(r, rep, n);
       });
     }
-    created = allgather_u64(ctx_.comm, n);
+    created = allgather_u64(ranks_.comm, n);
   });
   return created;
 }
@@ -119,17 +124,17 @@ std::vector<std::uint64_t> MetaRun::create_phase(int rep) {
 // --self-test-corrupt: rank 0's first file (options refuse it without a read phase or with empty
 // files); another rank reads it back in the read phase.
 void MetaRun::self_test(const std::vector<std::uint64_t>& created) {
-  agree(ctx_.comm, [&] {
-    if (ctx_.rank == 0 && created[0] > 0)
-      ctx_.report.note(corrupt_one_byte(*mine_, file_name(0, 0), 0, o_.file_size));
+  agree(ranks_.comm, [&] {
+    if (ranks_.rank == 0 && created[0] > 0)
+      env_.report.note(corrupt_one_byte(*mine_, file_name(0, 0), 0, o_.file_size));
   });
 }
 
 // Stats another rank's files.
 void MetaRun::stat_phase(int rep, std::uint64_t src_count) {
   RankPhase rp(PhaseSpec{"meta", "stat", rep, {"stat"}, {false}, false});
-  run_phase(ctx_, rp, [&](RankPhase& r) {
-    const Stonewall sw(ctx_.c().stonewall_s, r.base());
+  run_phase(env_, rp, [&](RankPhase& r) {
+    const Stonewall sw(c_.stonewall_s, r.base());
     for (std::uint64_t i = 0; i < src_count; ++i) {
       if (sw.passed(now_s())) {
         r.stonewalled = true;
@@ -183,16 +188,16 @@ void MetaRun::read_phase(int rep, const std::vector<std::uint64_t>& created) {
   std::vector<FileRange> wrote, will_read;
   const std::uint64_t sample = std::min<std::uint64_t>(src_count, c_.residency_pages);
   for (std::uint64_t i = 0; i < src_count; ++i) {
-    if (c_.drop_cache && i < created[static_cast<std::size_t>(ctx_.rank)])
-      wrote.push_back({mine_, file_name(ctx_.rank, i), 0, o_.file_size});
+    if (c_.drop_cache && i < created[static_cast<std::size_t>(ranks_.rank)])
+      wrote.push_back({mine_, file_name(ranks_.rank, i), 0, o_.file_size});
     if (sample > 0 && i % std::max<std::uint64_t>(src_count / sample, 1) == 0 && o_.file_size > 0)
       will_read.push_back({theirs_, file_name(src_, i), 0, o_.file_size});
   }
-  const double evict_s = prepare_reads(ctx_, wrote, will_read, rp);
+  const double evict_s = prepare_reads(ranks_.comm, c_, wrote, will_read, rp);
   run_phase(
-      ctx_, rp,
+      env_, rp,
       [&](RankPhase& r) {
-        const Stonewall sw(ctx_.c().stonewall_s, r.base());
+        const Stonewall sw(c_.stonewall_s, r.base());
         for (std::uint64_t i = 0; i < src_count; ++i) {
           if (sw.passed(now_s())) {
             r.stonewalled = true;
@@ -210,20 +215,20 @@ void MetaRun::read_phase(int rep, const std::vector<std::uint64_t>& created) {
 // By the creator: only ever our own files.
 void MetaRun::delete_phase(int rep, std::uint64_t mine_count) {
   RankPhase rp(PhaseSpec{"meta", "delete", rep, {"delete"}, {false}, false});
-  run_phase(ctx_, rp, [&](RankPhase& r) {
+  run_phase(env_, rp, [&](RankPhase& r) {
     for (std::uint64_t i = 0; i < mine_count; ++i) {
       throw_if_stopped();
       const double t0 = now_s();
-      mine_->remove(file_name(ctx_.rank, i));
+      mine_->remove(file_name(ranks_.rank, i));
       r.record(0, t0, now_s(), 0);
     }
   });
 }
 
 void MetaRun::remove_untimed(std::uint64_t mine_count) {
-  MPI_Barrier(ctx_.comm);
-  agree(ctx_.comm, [&] {
-    for (std::uint64_t i = 0; i < mine_count; ++i) mine_->remove(file_name(ctx_.rank, i));
+  MPI_Barrier(ranks_.comm);
+  agree(ranks_.comm, [&] {
+    for (std::uint64_t i = 0; i < mine_count; ++i) mine_->remove(file_name(ranks_.rank, i));
   });
 }
 
@@ -232,16 +237,16 @@ void MetaRun::remove_untimed(std::uint64_t mine_count) {
 void run_meta(Ctx& ctx) {
   const auto& o = ctx.opt.meta;
   const auto& c = ctx.c();
-  ctx.report.note(
-      fmt::format("meta: {} files per rank ({} total) of {} in {}; stat/read by rank+{}{}", o.files,
-                  o.files * static_cast<std::uint64_t>(ctx.size), ffb::format_size(o.file_size),
-                  o.unique_dir ? "one directory per rank" : "one shared directory", ctx.shift,
-                  c.odirect ? "; --odirect does not apply to meta" : ""));
-  MetaRun run(ctx);
+  ctx.report().note(fmt::format(
+      "meta: {} files per rank ({} total) of {} in {}; stat/read by rank+{}{}", o.files,
+      o.files * static_cast<std::uint64_t>(ctx.ranks.size), ffb::format_size(o.file_size),
+      o.unique_dir ? "one directory per rank" : "one shared directory", ctx.shift,
+      c.odirect ? "; --odirect does not apply to meta" : ""));
+  MetaRun run(ctx.phases, ctx.io.ws, ctx.opt, ctx.shift);
   run.make_dirs();
   for (int rep = 0; rep < c.repetitions; ++rep) {
     const std::vector<std::uint64_t> created = run.create_phase(rep);
-    const std::uint64_t mine_count = created[static_cast<std::size_t>(ctx.rank)];
+    const std::uint64_t mine_count = created[static_cast<std::size_t>(ctx.ranks.rank)];
     if (c.self_test_corrupt && rep == 0) run.self_test(created);
     if (o.do_stat) run.stat_phase(rep, created[static_cast<std::size_t>(run.src())]);
     if (o.do_read) run.read_phase(rep, created);
