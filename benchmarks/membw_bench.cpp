@@ -137,11 +137,10 @@ class MembwBench final : public ffb::Program {
 
 int main(int argc, char** argv) {
   MembwBench program;
-  return ffb::run_program(
-      argc, argv,
-      {.name = "membw_bench",
-       .description = "STREAM-like host memory bandwidth (GB = 1e9 B)",
-       .thread_level = MPI_THREAD_MULTIPLE,
-       .parse = {}},
-      program);
+  return ffb::run_program(argc, argv,
+                          {.name = "membw_bench",
+                           .description = "STREAM-like host memory bandwidth (GB = 1e9 B)",
+                           .thread_level = MPI_THREAD_MULTIPLE,
+                           .parse = {}},
+                          program);
 }

@@ -98,32 +98,7 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
 
   std::string name() const override { return "mpi"; }
 
-  void setup(const ffb::BackendContext& ctx) override {
-    comm_ = ctx.comm;
-    MPI_Comm_size(comm_, &nranks_);
-    settings_ = coll_settings();
-    // An invalid algorithm number only warns inside Open MPI and silently falls back (the tool
-    // interface then reports the fallback): check what the user asked for, from the environment
-    // mpirun's --mca passes on.
-    if (const char* asked = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm")) {
-      settings_["requested_coll_tuned_allreduce_algorithm"] = asked;
-      char* end = nullptr;
-      const long alg = std::strtol(asked, &end, 10);
-      if (end == asked || *end != '\0' || alg < 0 || alg > 6)
-        throw ffb::UsageError(fmt::format(
-            "coll_tuned_allreduce_algorithm={} is not an Open MPI allreduce algorithm; use 0 "
-            "(default rules), 1 linear, 2 nonoverlapping, 3 recursive doubling, 4 ring, 5 "
-            "segmented ring or 6 rabenseifner",
-            asked));
-    }
-    MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
-    MPI_Type_commit(&half_type_);
-    for (auto op : ffb::kAllReduceOps) {
-      const auto i = static_cast<std::size_t>(op);
-      MPI_Op_create(half_function<ffb::f16_to_f32, ffb::f32_to_f16>(op), 1, &f16_ops_[i]);
-      MPI_Op_create(half_function<ffb::bf16_to_f32, ffb::f32_to_bf16>(op), 1, &bf16_ops_[i]);
-    }
-  }
+  void setup(const ffb::BackendContext& ctx) override;
 
   void teardown() override { free_ops(); }
 
@@ -133,21 +108,7 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
            ffb::native_mpi_type(t) != MPI_DATATYPE_NULL;
   }
 
-  void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override {
-    const MPI_Datatype type = mpi_type(t);
-    const MPI_Op mop = mpi_op(t, op);
-    const std::size_t es = ffb::size_of(t);
-    // MPI counts are int: split larger messages.
-    constexpr std::size_t kMaxCount = INT_MAX / 8 * 8;
-    for (std::size_t done = 0; done < count || (count == 0 && done == 0);) {
-      const std::size_t n = std::min(kMaxCount, count - done);
-      const void* s = send == recv ? MPI_IN_PLACE : static_cast<const char*>(send) + done * es;
-      MPI_Allreduce(s, static_cast<char*>(recv) + done * es, static_cast<int>(n), type, mop, comm_);
-      done += n;
-      if (count == 0) break;
-    }
-    if (op == ReduceOp::avg) divide(recv, count, t);
-  }
+  void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override;
 
   void describe(ffb::RunRecord& run) const override {
     run.attrs["mpi_coll_settings"] = settings_.dump();
@@ -175,48 +136,8 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
     auto* p = static_cast<std::uint16_t*>(buf);
     for (std::size_t j = 0; j < count; ++j) p[j] = FromF32(ToF32(p[j]) / n);
   }
-  void divide(void* buf, std::size_t count, DataType t) const {
-    switch (t) {
-      case DataType::f32:
-        divide_as<float>(buf, count, static_cast<float>(nranks_));
-        break;
-      case DataType::f64:
-        divide_as<double>(buf, count, nranks_);
-        break;
-      case DataType::i32:
-        divide_as<std::int32_t>(buf, count, nranks_);
-        break;
-      case DataType::i64:
-        divide_as<std::int64_t>(buf, count, nranks_);
-        break;
-      case DataType::u8:
-        divide_as<std::uint8_t>(buf, count, static_cast<std::uint8_t>(nranks_));
-        break;
-      case DataType::i8:
-        divide_as<std::int8_t>(buf, count, static_cast<std::int8_t>(nranks_));
-        break;
-      case DataType::u32:
-        divide_as<std::uint32_t>(buf, count, static_cast<std::uint32_t>(nranks_));
-        break;
-      case DataType::u64:
-        divide_as<std::uint64_t>(buf, count, static_cast<std::uint64_t>(nranks_));
-        break;
-      case DataType::f16:
-        divide_half<ffb::f16_to_f32, ffb::f32_to_f16>(buf, count, static_cast<float>(nranks_));
-        break;
-      case DataType::bf16:
-        divide_half<ffb::bf16_to_f32, ffb::f32_to_bf16>(buf, count, static_cast<float>(nranks_));
-        break;
-      default:
-        break;
-    }
-  }
-  void free_ops() {
-    for (auto* ops : {&f16_ops_, &bf16_ops_})
-      for (auto& op : *ops)
-        if (op != MPI_OP_NULL) MPI_Op_free(&op);
-    if (half_type_ != MPI_DATATYPE_NULL) MPI_Type_free(&half_type_);
-  }
+  void divide(void* buf, std::size_t count, DataType t) const;
+  void free_ops();
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int nranks_ = 1;
@@ -225,6 +146,94 @@ class MpiAllreduceBackend final : public ffb::CollectiveBackend {
   std::array<MPI_Op, 5> f16_ops_{MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
   std::array<MPI_Op, 5> bf16_ops_{MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL, MPI_OP_NULL};
 };
+
+void MpiAllreduceBackend::setup(const ffb::BackendContext& ctx) {
+  comm_ = ctx.comm;
+  MPI_Comm_size(comm_, &nranks_);
+  settings_ = coll_settings();
+  // An invalid algorithm number only warns inside Open MPI and silently falls back (the tool
+  // interface then reports the fallback): check what the user asked for, from the environment
+  // mpirun's --mca passes on.
+  if (const char* asked = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm")) {
+    settings_["requested_coll_tuned_allreduce_algorithm"] = asked;
+    char* end = nullptr;
+    const long alg = std::strtol(asked, &end, 10);
+    if (end == asked || *end != '\0' || alg < 0 || alg > 6)
+      throw ffb::UsageError(fmt::format(
+          "coll_tuned_allreduce_algorithm={} is not an Open MPI allreduce algorithm; use 0 "
+          "(default rules), 1 linear, 2 nonoverlapping, 3 recursive doubling, 4 ring, 5 "
+          "segmented ring or 6 rabenseifner",
+          asked));
+  }
+  MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
+  MPI_Type_commit(&half_type_);
+  for (auto op : ffb::kAllReduceOps) {
+    const auto i = static_cast<std::size_t>(op);
+    MPI_Op_create(half_function<ffb::f16_to_f32, ffb::f32_to_f16>(op), 1, &f16_ops_[i]);
+    MPI_Op_create(half_function<ffb::bf16_to_f32, ffb::f32_to_bf16>(op), 1, &bf16_ops_[i]);
+  }
+}
+
+void MpiAllreduceBackend::run(const void* send, void* recv, std::size_t count, DataType t,
+                              ReduceOp op) {
+  const MPI_Datatype type = mpi_type(t);
+  const MPI_Op mop = mpi_op(t, op);
+  const std::size_t es = ffb::size_of(t);
+  // MPI counts are int: split larger messages.
+  constexpr std::size_t kMaxCount = INT_MAX / 8 * 8;
+  for (std::size_t done = 0; done < count || (count == 0 && done == 0);) {
+    const std::size_t n = std::min(kMaxCount, count - done);
+    const void* s = send == recv ? MPI_IN_PLACE : static_cast<const char*>(send) + done * es;
+    MPI_Allreduce(s, static_cast<char*>(recv) + done * es, static_cast<int>(n), type, mop, comm_);
+    done += n;
+    if (count == 0) break;
+  }
+  if (op == ReduceOp::avg) divide(recv, count, t);
+}
+
+void MpiAllreduceBackend::divide(void* buf, std::size_t count, DataType t) const {
+  switch (t) {
+    case DataType::f32:
+      divide_as<float>(buf, count, static_cast<float>(nranks_));
+      break;
+    case DataType::f64:
+      divide_as<double>(buf, count, nranks_);
+      break;
+    case DataType::i32:
+      divide_as<std::int32_t>(buf, count, nranks_);
+      break;
+    case DataType::i64:
+      divide_as<std::int64_t>(buf, count, nranks_);
+      break;
+    case DataType::u8:
+      divide_as<std::uint8_t>(buf, count, static_cast<std::uint8_t>(nranks_));
+      break;
+    case DataType::i8:
+      divide_as<std::int8_t>(buf, count, static_cast<std::int8_t>(nranks_));
+      break;
+    case DataType::u32:
+      divide_as<std::uint32_t>(buf, count, static_cast<std::uint32_t>(nranks_));
+      break;
+    case DataType::u64:
+      divide_as<std::uint64_t>(buf, count, static_cast<std::uint64_t>(nranks_));
+      break;
+    case DataType::f16:
+      divide_half<ffb::f16_to_f32, ffb::f32_to_f16>(buf, count, static_cast<float>(nranks_));
+      break;
+    case DataType::bf16:
+      divide_half<ffb::bf16_to_f32, ffb::f32_to_bf16>(buf, count, static_cast<float>(nranks_));
+      break;
+    default:
+      break;
+  }
+}
+
+void MpiAllreduceBackend::free_ops() {
+  for (auto* ops : {&f16_ops_, &bf16_ops_})
+    for (auto& op : *ops)
+      if (op != MPI_OP_NULL) MPI_Op_free(&op);
+  if (half_type_ != MPI_DATATYPE_NULL) MPI_Type_free(&half_type_);
+}
 
 }  // namespace
 

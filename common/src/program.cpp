@@ -1,11 +1,10 @@
 #include "ffb/program.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <new>
 #include <optional>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -19,8 +18,8 @@ std::string host_name() {
 }
 
 // CLI11 parsing with the flags every program has. Returns true when the program should go on.
-bool parse_with_cli11(int argc, char** argv, const ProgramSpec& spec, Program& program,
-                      bool root, bool& check_args) {
+bool parse_with_cli11(int argc, char** argv, const ProgramSpec& spec, Program& program, bool root,
+                      bool& check_args) {
   CLI::App app{spec.name + ": " + spec.description, spec.name};
   program.add_options(app);
   app.add_flag("--check-args", check_args,
@@ -79,8 +78,7 @@ std::optional<int> report(const ProgramSpec& spec, const ProgramContext& ctx,
     }
     return f.exit_code;
   }
-  fmt::print(stderr, "{}: rank {} ({}): error: {}\n", spec.name, ctx.rank, host_name(),
-             f.message);
+  fmt::print(stderr, "{}: rank {} ({}): error: {}\n", spec.name, ctx.rank, host_name(), f.message);
   std::fflush(stderr);
   if (ctx.size == 1) return f.exit_code;
   return std::nullopt;
