@@ -46,7 +46,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 test: build
-	cd $(BUILD_DIR) && ctest --output-on-failure $(CTEST_FLAGS)
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
 install: build
 	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
@@ -70,7 +70,7 @@ report: deps
 sanitize: deps
 	cmake -S . -B $(ASAN_DIR) -DCMAKE_BUILD_TYPE=Debug -DFFB_SANITIZE=ON -DFFB_ENABLE_CUDA=OFF $(CMAKE_FLAGS)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
-	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ctest --output-on-failure -LE install $(CTEST_FLAGS)
+	cd $(ASAN_DIR) && ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 ctest --output-on-failure -j $(JOBS) -LE install $(CTEST_FLAGS)
 
 format:
 	clang-format -i $(SOURCES)
