@@ -111,7 +111,9 @@ def slurm(tmp_path_factory):
         pytest.skip("mpi_allreduce_bench not built (FFB_BIN)")
     d = tmp_path_factory.mktemp("slurm")
     os.chmod(d, 0o755)
-    for sub in ("munge", "spool", "state", "log"):
+    # tmpfs: the job steps' PMIx directories stay in the test's own tree (and FirstJobId keeps
+    # ids apart from any a killed earlier run left in /tmp/spmix_appdir_*).
+    for sub in ("munge", "spool", "state", "log", "tmpfs"):
         (d / sub).mkdir()
     os.chmod(d / "munge", 0o711)
     key = d / "munge" / "key"
@@ -140,6 +142,8 @@ MpiDefault=pmix
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 ReturnToService=2
+TmpFS={d}/tmpfs
+FirstJobId={1000 + os.getpid() % 100000}
 MailProg=/bin/true
 SlurmctldPidFile={d}/slurmctld.pid
 SlurmdPidFile={d}/slurmd.pid
@@ -274,6 +278,34 @@ def test_collect_rejects_singleton_runs(tmp_path, capsys):
     runs = h5io.read_runs(ctx.output)
     assert [r.attrs["label"] for r in runs] == ["good.r2@0123456789ab"]
     assert not state and not job_file.exists()
+
+
+
+def test_collect_fails_a_point_that_exited_0_without_a_run(tmp_path, capsys, monkeypatch):
+    """srun can exit 0 when it could not launch the tasks: a point with status 0 but no run in the
+    job's results file is failed, never complete."""
+    from types import SimpleNamespace
+    from ffbench.launch import slurm as slurmmod
+    from ffbench.launch import slurm_jobs
+    monkeypatch.setattr(slurm_jobs, "final_state", lambda job_id: ("COMPLETED", "0:0", "sacct"))
+    work = tmp_path / "work"
+    (work / "slurm").mkdir(parents=True)
+    job_file = work / "slurm" / "n1x2-8.h5"
+    label = "good.r2@0123456789ab"
+    attrs = h5io.provenance("mpi_allreduce_bench", "collective", ["x", label], label=label)
+    attrs["nranks"] = 2
+    h5io.append_run(str(job_file), attrs, {"collective": {"size": ([1], "B")}})
+    (work / "slurm" / "n1x2-8.status").write_text("0123456789ab 0 good.r2\n0123456789ac 0 lost.r2\n")
+    state = {"8": {"group": "n1x2", "results": str(job_file),
+                   "status": str(work / "slurm" / "n1x2-8.status"),
+                   "log": str(work / "slurm" / "n1x2-8.out"),
+                   "points": {"0123456789ab": "good.r2", "0123456789ac": "lost.r2"},
+                   "ranks": {"0123456789ab": 2, "0123456789ac": 2}}}
+    ctx = SimpleNamespace(output=str(tmp_path / "out.h5"), work=str(work))
+    counts = slurmmod.collect(ctx, state, queued={})
+    text = capsys.readouterr().out
+    assert counts == {"complete": 1, "skipped": 0, "failed": 1}
+    assert "lost.r2: failed: exited 0 but wrote no run" in text
 
 
 SLOW_SWEEP = """

@@ -179,10 +179,12 @@ def collect(ctx, state, queued):
         results, status_file, log = job["results"], job["status"], job["log"]
         expected = job.get("ranks", {})
         wrong = {}
+        wrote = set()  # the points that have a run in the job's results file
 
         def world_size_ok(group):
             # Without a working PMIx, srun starts N singletons: each writes a run with nranks 1.
             key = configmod.key_of_label(merge._decode(group.attrs.get("label", "")))
+            wrote.add(key)
             want = expected.get(key)
             got = int(group.attrs.get("nranks", 0))
             if want is not None and got != want:
@@ -207,6 +209,11 @@ def collect(ctx, state, queued):
                 print(f"  job {jobid}: {name}: failed: MPI world size {wrong[key]}, expected "
                       f"{expected[key]} tasks (srun without a working PMIx starts singletons; "
                       f"check --mpi=pmix or use slurm: {{launch: mpirun}}); not merged")
+            elif rc == 0 and key not in wrote:
+                # srun can exit 0 when it could not launch the tasks (seen: a PMIx directory left
+                # by an earlier step): no run, no success.
+                counts["failed"] += 1
+                print(f"  job {jobid}: {name}: failed: exited 0 but wrote no run (see {log})")
             elif rc == 0:
                 counts["complete"] += 1
                 print(f"  job {jobid}: {name}: complete")
