@@ -2,7 +2,6 @@
 // UsageError line naming the flag and the value; the help text and `-d all` follow what the
 // backend can reduce; --check-args stops after validating. No MPI needed: parsing never
 // communicates.
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "collective_internal.h"
 #include "ffb/collective.h"
 #include "ffb/error.h"
+#include "parse_cli.h"
 
 namespace {
 
@@ -47,17 +47,13 @@ class WithFlag final : public NoFp8 {
   int depth_ = 4;
 };
 
-ffb::ParsedCommandLine parse(std::initializer_list<const char*> args,
+ffb::ParsedCommandLine parse(const std::vector<const char*>& args,
                              ffb::CollectiveBackend&& backend = NoFp8()) {
-  std::vector<std::string> words{"prog"};
-  words.insert(words.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& w : words) argv.push_back(w.data());
-  return ffb::parse_command_line(static_cast<int>(argv.size()), argv.data(), "prog", backend);
+  return ffb_test::parse_cli(args, backend);
 }
 
 // The UsageError message of a bad command line (fails the test when it is accepted).
-std::string error_of(std::initializer_list<const char*> args,
+std::string error_of(const std::vector<const char*>& args,
                      ffb::CollectiveBackend&& backend = NoFp8()) {
   try {
     parse(args, std::move(backend));

@@ -2,7 +2,6 @@
 // values land in CollectiveOptions as given, every refusal is one line naming the flag and the
 // value, the short and long spellings are one option, and the type names of nccl-tests are
 // aliases (issue #16). test_collective_options.cpp has the broader cases; no MPI needed here.
-#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -11,6 +10,7 @@
 #include "collective_internal.h"
 #include "ffb/collective.h"
 #include "ffb/error.h"
+#include "parse_cli.h"
 
 namespace {
 
@@ -34,16 +34,12 @@ class SumOnlyIntegers final : public Everything {
   }
 };
 
-ffb::ParsedCommandLine parse(std::initializer_list<const char*> args,
+ffb::ParsedCommandLine parse(const std::vector<const char*>& args,
                              ffb::CollectiveBackend&& backend = Everything()) {
-  std::vector<std::string> words{"prog"};
-  words.insert(words.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& w : words) argv.push_back(w.data());
-  return ffb::parse_command_line(static_cast<int>(argv.size()), argv.data(), "prog", backend);
+  return ffb_test::parse_cli(args, backend);
 }
 
-std::string refusal(std::initializer_list<const char*> args,
+std::string refusal(const std::vector<const char*>& args,
                     ffb::CollectiveBackend&& backend = Everything()) {
   try {
     parse(args, std::move(backend));
@@ -130,7 +126,7 @@ TEST(CollectiveParser, AllTypesFollowTheOps) {
 // Every refusal of the parser: the flag (both spellings where it has two), the value, one line.
 TEST(CollectiveParser, EveryRefusalNamesTheFlagAndValue) {
   struct Case {
-    std::initializer_list<const char*> args;
+    std::vector<const char*> args;
     std::vector<std::string> needles;
   };
   const std::vector<Case> cases{
