@@ -1,5 +1,6 @@
 // Communicator: node discovery, the shared segment, the per-rank step loop, fallback and async.
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstring>
 #include <new>
@@ -10,7 +11,12 @@
 
 #include "copy/copy_stage.h"
 #include "ffb/mpi_types.h"
+#include "gpu/pair_stage.h"
 #include "hfreduce/hfreduce.h"
+#include "inter_node/cost_model.h"
+#include "inter_node/link_probe.h"
+#include "mpi_fast_path.h"
+#include "node/mpi_comm.h"
 #include "pipeline.h"
 #include "reduce_kernels.h"
 #include "slices.h"
@@ -38,17 +44,63 @@ const char* name_of(Status s) {
   return "?";
 }
 
+const char* name_of(InterNode v) {
+  switch (v) {
+    case InterNode::tree:
+      return "tree";
+    case InterNode::ring:
+      return "ring";
+    case InterNode::automatic:
+      return "auto";
+  }
+  return "?";
+}
+
+const char* name_of(StreamCompletion v) {
+  return v == StreamCompletion::stream_wait ? "stream_wait" : "host_func";
+}
+
+const char* name_of(NvlinkPairs v) {
+  switch (v) {
+    case NvlinkPairs::off:
+      return "off";
+    case NvlinkPairs::automatic:
+      return "auto";
+    case NvlinkPairs::force:
+      return "force";
+  }
+  return "?";
+}
+
+const char* name_of(Algorithm v) {
+  switch (v) {
+    case Algorithm::none:
+      return "none";
+    case Algorithm::mpi:
+      return "mpi";
+    case Algorithm::intra_node:
+      return "intra-node";
+    case Algorithm::tree:
+      return "tree";
+    case Algorithm::ring:
+      return "ring";
+  }
+  return "?";
+}
+
 std::optional<OptionProblem> find_option_problem(const Options& options) {
   const auto problem = [](OptionField field, std::string message) {
     return std::optional<OptionProblem>(OptionProblem{field, "hfreduce: " + std::move(message)});
   };
-  if (options.chunk_bytes < kMinChunkBytes || options.chunk_bytes > kMaxChunkBytes)
+  if (options.chunk_bytes != 0 &&
+      (options.chunk_bytes < kMinChunkBytes || options.chunk_bytes > kMaxChunkBytes))
     return problem(OptionField::chunk_bytes, "chunk_bytes " + std::to_string(options.chunk_bytes) +
-                                                 " is outside [4 KiB, 1 GiB]");
-  if (options.pipeline_depth < kMinPipelineDepth || options.pipeline_depth > kMaxPipelineDepth)
-    return problem(
-        OptionField::pipeline_depth,
-        "pipeline_depth " + std::to_string(options.pipeline_depth) + " is outside [2, 64]");
+                                                 " is outside [4 KiB, 1 GiB] (0: auto)");
+  if (options.pipeline_depth != 0 &&
+      (options.pipeline_depth < kMinPipelineDepth || options.pipeline_depth > kMaxPipelineDepth))
+    return problem(OptionField::pipeline_depth, "pipeline_depth " +
+                                                    std::to_string(options.pipeline_depth) +
+                                                    " is outside [2, 64] (0: auto)");
   if (options.reduce_threads < 1 || options.reduce_threads > kMaxReduceThreads)
     return problem(
         OptionField::reduce_threads,
@@ -57,6 +109,14 @@ std::optional<OptionProblem> find_option_problem(const Options& options) {
     return problem(OptionField::timeout_s, "timeout_s must be positive");
   if (options.ranks_per_node < 0)
     return problem(OptionField::ranks_per_node, "ranks_per_node must be >= 0");
+  if (!(options.link.latency_us >= 0 && options.link.latency_us < 1e7))
+    return problem(OptionField::link, "link.latency_us must be >= 0 (0: measure)");
+  if (!(options.link.gbps >= 0 && options.link.gbps < 1e6))
+    return problem(OptionField::link, "link.gbps must be >= 0 (0: measure)");
+  if (options.nvlink_pairs != NvlinkPairs::off && !options.device_buffers)
+    return problem(OptionField::nvlink_pairs, "nvlink_pairs needs device_buffers");
+  if (options.stream_completion != StreamCompletion::host_func && !options.device_buffers)
+    return problem(OptionField::stream_completion, "stream_completion needs device_buffers");
   return std::nullopt;
 }
 
@@ -114,9 +174,10 @@ auto as_hfreduce_error(const std::string& where, F&& f) -> decltype(f()) {
 
 struct Communicator::Impl {
   Options options;
+  LinkModel link;
   Layout layout;
-  MPI_Comm world = MPI_COMM_NULL;  // private duplicate: fallback traffic and set-up
-  MPI_Comm node_comm = MPI_COMM_NULL;
+  node::MpiComm world;  // private duplicate: fallback traffic and set-up
+  node::MpiComm node_comm;
   std::vector<int> node_of_rank, local_of_rank;
   int thread_level = MPI_THREAD_SINGLE;
   std::unique_ptr<node::SharedSegment> segment;
@@ -124,6 +185,7 @@ struct Communicator::Impl {
   std::unique_ptr<NetworkEngine> network;
   std::unique_ptr<ThreadTeam> team;
   std::unique_ptr<copy::CopyStage> copier;
+  MpiFastPath fast_path;
   std::uint32_t ticket = 0;     // chunks started so far (same on every rank of the node)
   node::WaitStats wait_policy;  // spin/yield budget, chosen once from ranks per core
   StageTimes times;
@@ -135,14 +197,25 @@ struct Communicator::Impl {
   std::condition_variable queue_cv;
   std::deque<std::pair<OpDesc, std::shared_ptr<Request::State>>> queue;
   bool queue_busy = false, stop = false;
+  // Queued plus running asynchronous operations: a blocking call with none outstanding (the
+  // common case, and the latency path) skips the queue's lock.
+  std::atomic<int> outstanding{0};
   std::thread progress;
+  // NVLink pairs (Options::nvlink_pairs; gpu/pair_stage.h): null when off. When active, every
+  // allreduce goes through it (its own inner communicator over the ranks of this rank's position);
+  // reduce and broadcast stay on this communicator.
+  std::unique_ptr<gpu::PairStage> pairs;
 
   Impl(MPI_Comm comm, const Options& opt);
   ~Impl();
+  node::MpiComm discover_layout(MPI_Comm comm);
+  void resolve_link(transport::Transport* transport);
   void execute(const OpDesc& op);
   void run_pipeline(const OpDesc& op);
   bool try_fallback(const OpDesc& op);
+  Algorithm inter_node_algorithm(std::size_t bytes) const;
   void progress_loop();
+  void wait_for_queue();
   std::string where() const {
     return "rank " + std::to_string(layout.rank) + " (node " + std::to_string(layout.node) +
            ", local rank " + std::to_string(layout.local_rank) + ")";
@@ -151,60 +224,30 @@ struct Communicator::Impl {
 
 Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   validate_options(options);
-
   MPI_Query_thread(&thread_level);
-  MPI_Comm_dup(comm, &world);
-  MPI_Comm_rank(world, &layout.rank);
-  MPI_Comm_size(world, &layout.size);
-  if (options.ranks_per_node > 0)
-    MPI_Comm_split(world, layout.rank / options.ranks_per_node, layout.rank, &node_comm);
-  else
-    MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, layout.rank, MPI_INFO_NULL, &node_comm);
-  MPI_Comm_rank(node_comm, &layout.local_rank);
-  MPI_Comm_size(node_comm, &layout.local_size);
-
-  MPI_Comm leaders = MPI_COMM_NULL;
-  MPI_Comm_split(world, layout.leader() ? 0 : MPI_UNDEFINED, layout.rank, &leaders);
-  if (layout.leader()) {
-    MPI_Comm_rank(leaders, &layout.node);
-    MPI_Comm_size(leaders, &layout.nnodes);
-  }
-  MPI_Bcast(&layout.node, 1, MPI_INT, 0, node_comm);
-  MPI_Bcast(&layout.nnodes, 1, MPI_INT, 0, node_comm);
-  node_of_rank.resize(layout.size);
-  local_of_rank.resize(layout.size);
-  MPI_Allgather(&layout.node, 1, MPI_INT, node_of_rank.data(), 1, MPI_INT, world);
-  MPI_Allgather(&layout.local_rank, 1, MPI_INT, local_of_rank.data(), 1, MPI_INT, world);
-
+  node::MpiComm leaders = discover_layout(comm);
   // The network thread calls MPI beside the caller's thread.
-  int ok = layout.nnodes == 1 || thread_level >= MPI_THREAD_MULTIPLE ? 1 : 0;
-  if (!ok) {
-    if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
-    MPI_Comm_free(&node_comm);
-    MPI_Comm_free(&world);
+  if (layout.nnodes > 1 && thread_level < MPI_THREAD_MULTIPLE)
     throw Error(Status::unsupported,
                 "hfreduce: several nodes need MPI_THREAD_MULTIPLE (the leader's network thread "
                 "calls MPI); initialise MPI with MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...)");
-  }
+  std::unique_ptr<transport::Transport> transport;
+  if (layout.leader() && layout.nnodes > 1)
+    transport = std::make_unique<transport::MpiTransport>(leaders.release());
+  resolve_link(transport.get());
+  const auto plan =
+      inter_node::plan_chunks(layout.nnodes, link, options.chunk_bytes, options.pipeline_depth);
+  options.chunk_bytes = plan.chunk_bytes;
+  options.pipeline_depth = plan.depth;
 
   const std::size_t slot_bytes = round_up(options.chunk_bytes, 512);
   const std::size_t bytes =
       SegmentLayout::bytes_needed(layout.local_size, options.pipeline_depth, slot_bytes);
-  try {
-    segment = std::make_unique<node::SharedSegment>(node_comm, bytes, where());
-  } catch (...) {
-    if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
-    MPI_Comm_free(&node_comm);
-    MPI_Comm_free(&world);
-    throw;
-  }
+  segment = std::make_unique<node::SharedSegment>(node_comm.get(), bytes, where());
   seg =
       SegmentLayout::carve(segment->data(), layout.local_size, options.pipeline_depth, slot_bytes);
-  if (layout.leader() && layout.nnodes > 1)
-    network = std::make_unique<NetworkEngine>(std::make_unique<transport::MpiTransport>(leaders),
-                                              seg, options, layout.size);
-  else if (leaders != MPI_COMM_NULL)
-    MPI_Comm_free(&leaders);
+  if (transport)
+    network = std::make_unique<NetworkEngine>(std::move(transport), seg, options, layout.size);
   team = std::make_unique<ThreadTeam>(options.reduce_threads);
   // More local ranks (and reduce threads) than the cores this process may use: spinning would
   // only delay the peer we wait for, so yield almost at once.
@@ -221,6 +264,62 @@ Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   progress = std::thread([this] { progress_loop(); });
 }
 
+// Nodes, local ranks and leaders; returns the leaders' communicator (null on other ranks).
+node::MpiComm Communicator::Impl::discover_layout(MPI_Comm comm) {
+  MPI_Comm_dup(comm, world.out());
+  MPI_Comm_rank(world.get(), &layout.rank);
+  MPI_Comm_size(world.get(), &layout.size);
+  if (options.ranks_per_node > 0)
+    MPI_Comm_split(world.get(), layout.rank / options.ranks_per_node, layout.rank, node_comm.out());
+  else
+    MPI_Comm_split_type(world.get(), MPI_COMM_TYPE_SHARED, layout.rank, MPI_INFO_NULL,
+                        node_comm.out());
+  MPI_Comm_rank(node_comm.get(), &layout.local_rank);
+  MPI_Comm_size(node_comm.get(), &layout.local_size);
+
+  node::MpiComm leaders;
+  MPI_Comm_split(world.get(), layout.leader() ? 0 : MPI_UNDEFINED, layout.rank, leaders.out());
+  if (layout.leader()) {
+    MPI_Comm_rank(leaders.get(), &layout.node);
+    MPI_Comm_size(leaders.get(), &layout.nnodes);
+  }
+  MPI_Bcast(&layout.node, 1, MPI_INT, 0, node_comm.get());
+  MPI_Bcast(&layout.nnodes, 1, MPI_INT, 0, node_comm.get());
+  node_of_rank.resize(layout.size);
+  local_of_rank.resize(layout.size);
+  MPI_Allgather(&layout.node, 1, MPI_INT, node_of_rank.data(), 1, MPI_INT, world.get());
+  MPI_Allgather(&layout.local_rank, 1, MPI_INT, local_of_rank.data(), 1, MPI_INT, world.get());
+  return leaders;
+}
+
+// The cost model's link figures: what the options give, the rest measured by leaders 0 and 1
+// over the transport, then node 0's figures on every rank (world rank 0 is node 0's leader). A
+// failed measurement fails every rank, not just the two that measured.
+void Communicator::Impl::resolve_link(transport::Transport* transport) {
+  if (layout.nnodes < 2) return;
+  double figures[3] = {options.link.latency_us, options.link.gbps, 0};
+  std::string error;
+  if (transport) {
+    try {
+      const auto measured = inter_node::probe_link(*transport, options.link, options.timeout_s);
+      figures[0] = measured.latency_us;
+      figures[1] = measured.gbps;
+    } catch (const Error& e) {
+      error = e.what();
+      figures[2] = 1;
+    }
+  }
+  double failed = 0;
+  MPI_Allreduce(&figures[2], &failed, 1, MPI_DOUBLE, MPI_MAX, world.get());
+  if (failed > 0)
+    throw Error(Status::transport_error,
+                "hfreduce: " + where() + ": measuring the inter-node link failed" +
+                    (error.empty() ? std::string(" on another node") : ": " + error));
+  MPI_Bcast(figures, 2, MPI_DOUBLE, 0, world.get());
+  link.latency_us = figures[0];
+  link.gbps = figures[1];
+}
+
 Communicator::Impl::~Impl() {
   {
     std::lock_guard lock(queue_mutex);
@@ -232,8 +331,6 @@ Communicator::Impl::~Impl() {
   team.reset();
   copier.reset();  // unpins the segment (cudaHostUnregister) while it is still mapped
   segment.reset();
-  MPI_Comm_free(&node_comm);
-  MPI_Comm_free(&world);
 }
 
 void Communicator::Impl::progress_loop() {
@@ -262,27 +359,41 @@ void Communicator::Impl::progress_loop() {
     {
       std::lock_guard lock(queue_mutex);
       queue_busy = false;
+      outstanding.fetch_sub(1, std::memory_order_release);  // after the operation's effects
     }
     queue_cv.notify_all();
   }
 }
 
+void Communicator::Impl::wait_for_queue() {
+  if (outstanding.load(std::memory_order_acquire) == 0) return;
+  std::unique_lock lock(queue_mutex);
+  queue_cv.wait(lock, [&] { return queue.empty() && !queue_busy; });
+}
+
 bool Communicator::Impl::try_fallback(const OpDesc& op) {
   const std::size_t bytes = op.count * ffb::size_of(op.type);
-  const MPI_Datatype type = ffb::native_mpi_type(op.type);
-  if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes ||
-      type == MPI_DATATYPE_NULL || op.count > static_cast<std::size_t>(INT_MAX))
+  if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes) return false;
+  if (!fast_path.allreduce(op.send, op.recv, op.count, op.type, op.op, world.get(), layout.size,
+                           where()))
     return false;
-  const void* send = op.send == op.recv ? MPI_IN_PLACE : op.send;
-  if (MPI_Allreduce(send, op.recv, static_cast<int>(op.count), type, ffb::native_mpi_op(op.op),
-                    world) != MPI_SUCCESS)
-    throw Error(Status::transport_error, "hfreduce: fallback MPI_Allreduce failed on " + where());
-  if (op.op == ReduceOp::avg && op.count > 0) {
-    const void* in[1] = {op.recv};
-    kernels::reduce(op.type, ReduceOp::avg, in, 1, op.recv, op.count, layout.size);
-  }
   times.used_fallback = true;
+  times.algorithm = Algorithm::mpi;
   return true;
+}
+
+Algorithm Communicator::Impl::inter_node_algorithm(std::size_t bytes) const {
+  if (layout.nnodes < 2) return Algorithm::intra_node;
+  switch (options.inter_node) {
+    case InterNode::tree:
+      return Algorithm::tree;
+    case InterNode::ring:
+      return Algorithm::ring;
+    case InterNode::automatic:
+      break;
+  }
+  return inter_node::choose(layout.nnodes, bytes, link,
+                            std::min(bytes, round_up(options.chunk_bytes, 512)));
 }
 
 void Communicator::Impl::execute(const OpDesc& op) {
@@ -503,6 +614,7 @@ void Communicator::Impl::run_pipeline(const OpDesc& op) {
   const std::size_t nchunks = steps.nchunks();
   ticket += static_cast<std::uint32_t>(nchunks);
   times.chunks = nchunks;
+  times.algorithm = inter_node_algorithm(op.count * ffb::size_of(op.type));
   if (nchunks == 0) return;
 
   if (network) {
@@ -514,12 +626,20 @@ void Communicator::Impl::run_pipeline(const OpDesc& op) {
     job.type = op.type;
     job.op = op.op;
     job.bitwise_or = op.kind == OpKind::broadcast;
+    job.algorithm = times.algorithm;
     network->submit(job);
   }
   // Copy-in of chunk k, reduce of chunk k-1 and copy-out of chunk k-lag in each step: every rank
-  // keeps several chunks in flight, so the stages overlap across ranks and with the network.
-  const std::size_t lag =
-      static_cast<std::size_t>(std::min(seg.depth - 1, layout.nnodes > 1 ? 3 : 2));
+  // keeps several chunks in flight, so the stages overlap across ranks and with the network. The
+  // ring may have every slot on the network at once (lag = depth - 1: a copy-in only waits for the
+  // copy-out of the slot's previous chunk, done one step earlier), which hides its 2 (n-1)
+  // dependent steps per chunk; the tree ran slower with more than 3 chunks in flight on Open MPI's
+  // TCP transport (4 emulated nodes, 16 MiB: 0.09 GB/s busbw with lag 3, 0.06 with lag 15); on one
+  // node lag 2 keeps the chunks in the caches.
+  const int max_lag = times.algorithm == Algorithm::ring ? seg.depth - 1
+                      : layout.nnodes > 1                ? 3
+                                                         : 2;
+  const auto lag = static_cast<std::size_t>(std::min(seg.depth - 1, max_lag));
   try {
     for (std::size_t step = 0; step < nchunks + lag; ++step) {
       if (step < nchunks) steps.copy_in(step);
@@ -542,16 +662,29 @@ void Communicator::Impl::run_pipeline(const OpDesc& op) {
 // ---- public API ----
 
 Communicator::Communicator(MPI_Comm comm, const Options& options)
-    : impl_(as_hfreduce_error("set-up", [&] { return std::make_unique<Impl>(comm, options); })) {}
+    : impl_(as_hfreduce_error("set-up", [&] { return std::make_unique<Impl>(comm, options); })) {
+  as_hfreduce_error("set-up", [&] {
+    impl_->copier->set_stream_completion(impl_->options.stream_completion);
+    impl_->pairs = gpu::make_pair_stage(impl_->world.get(), impl_->node_comm.get(), impl_->layout,
+                                        impl_->options);
+    if (!impl_->pairs || !impl_->pairs->active()) return;
+    // The host stage of the pairs: a communicator of its own over the ranks of this position.
+    auto inner =
+        std::make_shared<Impl>(impl_->pairs->position_comm(), impl_->pairs->host_stage_options());
+    impl_->pairs->attach({[inner](const OpDesc& op) { inner->execute(op); },
+                          [inner]() -> const StageTimes& { return inner->times; }, inner});
+  });
+}
 
 Communicator::~Communicator() = default;
 
 void Communicator::allreduce(const void* send, void* recv, std::size_t count, DataType type,
                              ReduceOp op) {
-  {  // wait for earlier asynchronous operations: operations complete in order
-    std::unique_lock lock(impl_->queue_mutex);
-    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
+  if (nvlink_pairs_active()) {
+    impl_->pairs->allreduce(OpDesc{OpKind::allreduce, send, recv, count, type, op, 0});
+    return;
   }
+  impl_->wait_for_queue();  // earlier asynchronous operations: operations complete in order
   impl_->execute(OpDesc{OpKind::allreduce, send, recv, count, type, op, 0});
 }
 
@@ -568,10 +701,24 @@ Request Communicator::allreduce_async(const void* send, void* recv, std::size_t 
                 "MPI_THREAD_MULTIPLE");
   auto state = std::make_shared<Request::State>();
   OpDesc desc{OpKind::allreduce, send, recv, count, type, op, 0, stream, nullptr};
-  // GPU path: capture the stream's position now, on the caller's thread (NCCL semantics).
-  if (impl_->options.device_buffers) desc.ticket = impl_->copier->enqueue(stream);
+  if (nvlink_pairs_active()) {
+    impl_->pairs->submit(std::move(desc), [state](std::exception_ptr err) {
+      {
+        std::lock_guard lock(state->mutex);
+        state->done = true;
+        state->error = err;
+      }
+      state->cv.notify_all();
+    });
+    return Request(state);
+  }
   {
+    // GPU path: capture the stream's position now, on the caller's thread (NCCL semantics). Under
+    // the queue's lock, so stream order, ticket order and queue order agree even when several
+    // threads start operations on one stream.
     std::lock_guard lock(impl_->queue_mutex);
+    if (impl_->options.device_buffers) desc.ticket = impl_->copier->enqueue(stream);
+    impl_->outstanding.fetch_add(1, std::memory_order_relaxed);
     impl_->queue.emplace_back(std::move(desc), state);
   }
   impl_->queue_cv.notify_all();
@@ -580,25 +727,30 @@ Request Communicator::allreduce_async(const void* send, void* recv, std::size_t 
 
 void Communicator::reduce(const void* send, void* recv, std::size_t count, DataType type,
                           ReduceOp op, int root) {
-  {
-    std::unique_lock lock(impl_->queue_mutex);
-    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
-  }
+  impl_->wait_for_queue();
   impl_->execute(OpDesc{OpKind::reduce, send, recv, count, type, op, root});
 }
 
 void Communicator::broadcast(void* buffer, std::size_t bytes, int root) {
-  {
-    std::unique_lock lock(impl_->queue_mutex);
-    impl_->queue_cv.wait(lock, [&] { return impl_->queue.empty() && !impl_->queue_busy; });
-  }
+  impl_->wait_for_queue();
   impl_->execute(
       OpDesc{OpKind::broadcast, buffer, buffer, bytes, DataType::u8, ReduceOp::max, root});
 }
 
-const StageTimes& Communicator::last_stage_times() const { return impl_->times; }
+const StageTimes& Communicator::last_stage_times() const {
+  return nvlink_pairs_active() ? impl_->pairs->last_stage_times() : impl_->times;
+}
 const Layout& Communicator::layout() const { return impl_->layout; }
+bool Communicator::nvlink_pairs_active() const { return impl_->pairs && impl_->pairs->active(); }
+const std::string& Communicator::nvlink_pairs_fallback() const {
+  static const std::string none;
+  return impl_->pairs ? impl_->pairs->fallback_reason() : none;
+}
 const Options& Communicator::options() const { return impl_->options; }
+const LinkModel& Communicator::link() const { return impl_->link; }
+Algorithm Communicator::choose_inter_node(std::size_t bytes) const {
+  return impl_->inter_node_algorithm(bytes);
+}
 
 double Communicator::memory_traffic_per_node() const {
   // In units of S, every access counted once (the paper's way): copy-in moves the L-1 foreign

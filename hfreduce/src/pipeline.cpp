@@ -6,6 +6,7 @@
 #include <string>
 #include <utility>
 
+#include "inter_node/ring_job.h"
 #include "reduce_kernels.h"
 #include "slices.h"
 
@@ -137,6 +138,8 @@ NetworkEngine::NetworkEngine(std::unique_ptr<transport::Transport> transport,
       trees_(tree::build_double_binary_tree(transport_->nnodes())) {
   child_stride_ = seg_.slot_bytes / 2 + 64 * 8;
   child_buffers_.resize(static_cast<std::size_t>(seg_.depth) * 2 * 2 * child_stride_);
+  ring_stride_ = inter_node::ring_scratch_bytes(seg_.slot_bytes, transport_->nnodes());
+  ring_buffers_.resize(static_cast<std::size_t>(seg_.depth) * ring_stride_);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -417,6 +420,11 @@ void TreeJob::timed_out(double timeout_s) const {
 }  // namespace
 
 void NetworkEngine::run_job(const Job& job) {
+  if (job.algorithm == Algorithm::ring) {
+    inter_node::run_ring_job(*transport_, seg_, ring_buffers_.data(), ring_stride_, job,
+                             world_size_, options_.timeout_s);
+    return;
+  }
   TreeJob(*transport_, seg_, trees_, child_buffers_.data(), child_stride_, job, world_size_)
       .run(options_.timeout_s);
 }

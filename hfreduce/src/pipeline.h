@@ -91,8 +91,8 @@ class ThreadTeam {
   std::exception_ptr error_;  // the first part's exception of the current run
 };
 
-// The leader's inter-node engine: a thread that runs the double binary tree for each chunk the
-// node has reduced, with several chunks in flight.
+// The leader's inter-node engine: a thread that runs the double binary tree or the ring
+// (inter_node/ring_job.h) for each chunk the node has reduced, with several chunks in flight.
 class NetworkEngine {
  public:
   NetworkEngine(std::unique_ptr<transport::Transport> transport, const SegmentLayout& seg,
@@ -108,7 +108,8 @@ class NetworkEngine {
     std::size_t count = 0;
     DataType type = DataType::f32;
     ReduceOp op = ReduceOp::sum;
-    bool bitwise_or = false;  // broadcast
+    bool bitwise_or = false;                // broadcast
+    Algorithm algorithm = Algorithm::tree;  // tree or ring
   };
   void submit(const Job& job);
   // Waits until the submitted job is finished; rethrows the engine's error. Returns its time (us).
@@ -127,6 +128,8 @@ class NetworkEngine {
   tree::DoubleBinaryTree trees_;
   std::vector<char> child_buffers_;  // [slot][tree][child][slot_bytes / 2 + 64]
   std::size_t child_stride_ = 0;
+  std::vector<char> ring_buffers_;  // [slot][ring_scratch_bytes]: the incoming piece
+  std::size_t ring_stride_ = 0;
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;

@@ -27,17 +27,54 @@ namespace hfreduce {
 using ffb::DataType;
 using ffb::ReduceOp;
 
+// The algorithm between node leaders. `automatic` picks tree or ring per call from the cost model
+// in docs/hfreduce.md ("Choosing the inter-node algorithm"), with the link figures of LinkModel.
+enum class InterNode { tree, ring, automatic };
+
+// How the caller's CUDA stream waits for an asynchronous device-buffer operation (GPU path):
+//   host_func:   a host function on the stream blocks until the operation is done (verified);
+//   stream_wait: the stream waits on a host-mapped flag the progress thread writes
+//                (cuStreamWaitValue32); no host function ever blocks the stream.
+enum class StreamCompletion { host_func, stream_wait };
+
+// NVLink pairs (GPU path): local ranks 2k and 2k+1 reduce-scatter over peer-to-peer, each GPU
+// hands half of the message to the host stage, and the pair allgathers afterwards.
+//   off; automatic: pairs where peer access exists, else the plain path with one line;
+//   force: also pairs ranks that share one GPU (testing on single-GPU machines).
+enum class NvlinkPairs { off, automatic, force };
+
+const char* name_of(InterNode v);         // "tree", "ring", "auto"
+const char* name_of(StreamCompletion v);  // "host_func", "stream_wait"
+const char* name_of(NvlinkPairs v);       // "off", "auto", "force"
+
+// The inter-node link as the cost model sees it. Zero fields are measured once when the
+// Communicator is created (a few ping-pongs between the node leaders).
+struct LinkModel {
+  double latency_us = 0;  // one-way time of a small message between leaders
+  double gbps = 0;        // one-way rate of a large message, GB/s (1e9 B/s)
+};
+
+inline constexpr std::size_t kDefaultFallbackBytes = 16 << 10;
+
 struct Options {
-  std::size_t chunk_bytes = 1 << 20;  // pipeline unit; rounded to a multiple of 64 B per slice
-  int pipeline_depth = 4;             // chunk slots per rank in shared memory (>= 2)
-  int reduce_threads = 1;             // threads per rank for its slice of the intra-node reduce
-  double timeout_s = 300.0;           // longest wait for a peer before Error(timeout)
-  int ranks_per_node = 0;             // 0: ranks sharing memory form a node; N: N consecutive ranks
-  std::size_t fallback_bytes = 0;     // messages below this go to MPI_Allreduce (native types)
-  bool streaming_stores = true;       // non-temporal stores for the copy-out of large messages
+  // Pipeline unit; rounded to a multiple of 64 B per slice. 0: chosen per communicator from the
+  // link (docs/hfreduce.md, "Chunk size and depth"), 1 MiB on a single node.
+  std::size_t chunk_bytes = 0;
+  int pipeline_depth = 0;  // chunk slots per rank in shared memory (>= 2); 0: chosen with the chunk
+  InterNode inter_node = InterNode::automatic;
+  LinkModel link;            // the cost model's inputs; zero fields are measured at creation
+  int reduce_threads = 1;    // threads per rank for its slice of the intra-node reduce
+  double timeout_s = 300.0;  // longest wait for a peer before Error(timeout)
+  int ranks_per_node = 0;    // 0: ranks sharing memory form a node; N: N consecutive ranks
+  // Messages below this go to MPI_Allreduce (every type: fp16, bf16 and fp8 with user-defined MPI
+  // ops that run HFReduce's own kernels); 0: every message takes the pipeline.
+  std::size_t fallback_bytes = kDefaultFallbackBytes;
+  bool streaming_stores = true;  // non-temporal stores for the copy-out of large messages
   // GPU path: send/recv are CUDA device pointers, copied to and from host memory on a copy engine.
   bool device_buffers = false;
   int cuda_device = -1;  // -1: local rank modulo the visible devices
+  StreamCompletion stream_completion = StreamCompletion::host_func;
+  NvlinkPairs nvlink_pairs = NvlinkPairs::off;
 };
 
 // The valid ranges of Options: one check, used by the Communicator and by the programs' flag
@@ -48,7 +85,16 @@ inline constexpr int kMinPipelineDepth = 2;
 inline constexpr int kMaxPipelineDepth = 64;
 inline constexpr int kMaxReduceThreads = 256;
 
-enum class OptionField { chunk_bytes, pipeline_depth, reduce_threads, timeout_s, ranks_per_node };
+enum class OptionField {
+  chunk_bytes,
+  pipeline_depth,
+  reduce_threads,
+  timeout_s,
+  ranks_per_node,
+  link,
+  nvlink_pairs,
+  stream_completion
+};
 
 struct OptionProblem {
   OptionField field;
@@ -60,8 +106,14 @@ std::optional<OptionProblem> find_option_problem(const Options& options);
 // Throws Error(invalid_argument) with find_option_problem's message.
 void validate_options(const Options& options);
 
+// What carried the last operation: the MPI fast path, the node alone, or one of the inter-node
+// algorithms between leaders.
+enum class Algorithm { none, mpi, intra_node, tree, ring };
+const char* name_of(Algorithm v);  // "none", "mpi", "intra-node", "tree", "ring"
+
 // Measurements of the last completed operation on this rank, microseconds.
 struct StageTimes {
+  Algorithm algorithm = Algorithm::none;
   double copy_in_us = 0;       // this rank's copy-in work (waits excluded)
   double intra_reduce_us = 0;  // this rank's slice reductions (waits excluded)
   double inter_node_us =
@@ -70,6 +122,10 @@ struct StageTimes {
   double wait_us = 0;      // time spent waiting for peers
   bool used_fallback = false;  // the call went to MPI_Allreduce
   std::size_t chunks = 0;
+  // NVLink pairs (nvlink_pairs_active()): the pair's reduce-scatter and allgather on this rank;
+  // the fields above are then the host stage's, on this rank's half of the message.
+  double pair_scatter_us = 0;
+  double pair_gather_us = 0;
 };
 
 // Where the ranks are, as HFReduce sees them.
@@ -123,8 +179,19 @@ class Communicator {
   void broadcast(void* buffer, std::size_t bytes, int root);
 
   const StageTimes& last_stage_times() const;
+  // NVLink pairs (Options::nvlink_pairs): whether allreduces use them, and why not when they were
+  // asked for but are not used (one line naming the rank, the ranks and the GPUs; "" otherwise).
+  // The library does not print it: the programs do.
+  bool nvlink_pairs_active() const;
+  const std::string& nvlink_pairs_fallback() const;
   const Layout& layout() const;
+  // The options in force: chunk_bytes and pipeline_depth resolved when they were 0 (auto).
   const Options& options() const;
+  // The link figures the cost model uses: given in Options::link, or measured at creation
+  // (zero on a single node).
+  const LinkModel& link() const;
+  // The algorithm `automatic` picks for a message of `bytes` on this communicator.
+  Algorithm choose_inter_node(std::size_t bytes) const;
   // Host memory traffic per node for one allreduce of S bytes, in units of S (the paper's 24 S
   // count, for this design and layout): see docs/hfreduce.md.
   double memory_traffic_per_node() const;

@@ -7,15 +7,23 @@
 #include <memory>
 
 #include "copy/stream_copy.h"
+#include "hfreduce/hfreduce.h"
 
 namespace hfreduce::copy {
 
 // Stream bookkeeping of one queued asynchronous operation (GPU stage: the position of the caller's
-// stream when the operation was queued, and the gate that holds the stream until the operation is
-// complete). Destroying a ticket whose operation never ran releases the stream.
+// stream when the operation was queued, and what holds the stream until the operation is complete:
+// a gate a host function waits on, or a ticket value the stream waits for; see
+// Options::stream_completion). Destroying a ticket whose operation never ran releases the stream.
 class OpTicket {
  public:
   virtual ~OpTicket() = default;
+  // Makes `stream` (a cudaStream_t of the stage's device) wait for the caller's stream position at
+  // queue time: work queued there before the operation finishes first.
+  virtual void order_after_start(void* /*stream*/) {}
+  // The operation is over (complete, failed or dropped): work queued on the caller's stream after
+  // it may run. Idempotent, never throws.
+  virtual void release() noexcept {}
 };
 
 class CopyStage {
@@ -33,6 +41,9 @@ class CopyStage {
   // operation and is handed to begin_queued_op() on the progress thread instead of begin_op().
   virtual std::shared_ptr<OpTicket> enqueue(void* /*stream*/) { return nullptr; }
   virtual void begin_queued_op(void* stream, OpTicket* /*ticket*/) { begin_op(stream); }
+  // How enqueue() holds the caller's stream (GPU stage; set once, before the first operation).
+  // Throws Error(unsupported) with one line when the device cannot do it.
+  virtual void set_stream_completion(StreamCompletion /*mode*/) {}
   // Called once with the node's shared segment (the GPU stage pins it with cudaHostRegister).
   virtual void register_host_memory(void* /*base*/, std::size_t /*bytes*/) {}
   // Starts copying `bytes` of the user buffer at `src` (+offset) into host memory `dst`.

@@ -1,12 +1,15 @@
 // HFReduce library test under real mpirun: every type and op, counts from 0 to several chunks,
 // in-place and out-of-place, sync and async, reduce and broadcast, results bitwise equal across
 // ranks and across runs, two communicators alive at once, and (--big) more than 2^31 elements.
-// Node layouts come from --ranks-per-node. Exit status 0 only when every check passed.
+// Node layouts come from --ranks-per-node, the inter-node algorithm from --inter-node
+// tree|ring|auto (auto with the link given as --link-latency US --link-gbps GBPS makes the model
+// pick ring for some sizes and tree for others). Exit status 0 only when every check passed.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,24 @@ using ffb::test::Checks;
 using ffb::test::fnv1a;
 using ffb::test::same_on_all_ranks;
 
+namespace {
+
+// What the call must have run on: the node alone, the forced algorithm, or the model's choice.
+hfreduce::Algorithm expected_algorithm(const hfreduce::Communicator& comm, std::size_t bytes) {
+  if (comm.layout().nnodes < 2) return hfreduce::Algorithm::intra_node;
+  switch (comm.options().inter_node) {
+    case hfreduce::InterNode::tree:
+      return hfreduce::Algorithm::tree;
+    case hfreduce::InterNode::ring:
+      return hfreduce::Algorithm::ring;
+    case hfreduce::InterNode::automatic:
+      break;
+  }
+  return comm.choose_inter_node(bytes);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   int provided = 0;
   MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
@@ -30,24 +51,35 @@ int main(int argc, char** argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   int rpn = 0;
   bool big = false;
+  hfreduce::Options opt;
   for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]) == "--ranks-per-node" && i + 1 < argc) rpn = std::atoi(argv[++i]);
-    if (std::string(argv[i]) == "--big") big = true;
+    const std::string a = argv[i];
+    if (a == "--ranks-per-node" && i + 1 < argc) rpn = std::atoi(argv[++i]);
+    if (a == "--big") big = true;
+    if (a == "--inter-node" && i + 1 < argc) {
+      const std::string v = argv[++i];
+      opt.inter_node = v == "tree"   ? hfreduce::InterNode::tree
+                       : v == "ring" ? hfreduce::InterNode::ring
+                                     : hfreduce::InterNode::automatic;
+    }
+    if (a == "--link-latency" && i + 1 < argc) opt.link.latency_us = std::atof(argv[++i]);
+    if (a == "--link-gbps" && i + 1 < argc) opt.link.gbps = std::atof(argv[++i]);
   }
   Checks checks;
   checks.rank = rank;
   int rc = 0;
   try {
-    hfreduce::Options opt;
     opt.chunk_bytes = 4096;  // many chunks from small messages
+    opt.fallback_bytes = 0;  // every size through the pipeline (section 6 tests the fast path)
     opt.pipeline_depth = 3;
     opt.ranks_per_node = rpn;
     opt.timeout_s = 60;
     hfreduce::Communicator comm(MPI_COMM_WORLD, opt);
     const auto& lay = comm.layout();
     if (rank == 0)
-      fmt::print("# {} ranks, {} nodes (--ranks-per-node {}), chunk {} B\n", size, lay.nnodes, rpn,
-                 opt.chunk_bytes);
+      fmt::print("# {} ranks, {} nodes (--ranks-per-node {}), chunk {} B, inter-node {}\n", size,
+                 lay.nnodes, rpn, opt.chunk_bytes, hfreduce::name_of(opt.inter_node));
+    std::set<std::string> used;  // the algorithms that carried the calls
 
     // 1. Exact results for every type and op, many counts, both placements, sync and async.
     const std::vector<std::size_t> counts{0, 1, 7, 63, 64, 65, 1003, 4096 * 3 + 17};
@@ -67,6 +99,13 @@ int main(int argc, char** argv) {
             } else {
               comm.allreduce(in_place ? recv.data() : send.data(), recv.data(), count, t, op);
             }
+            if (!async) {
+              const auto algorithm = comm.last_stage_times().algorithm;
+              if (count > 0) used.insert(hfreduce::name_of(algorithm));
+              checks.expect(algorithm == expected_algorithm(comm, bytes),
+                            fmt::format("count {} of {} ran on {}", count, ffb::name_of(t),
+                                        hfreduce::name_of(algorithm)));
+            }
             const auto wrong = expected.count_wrong(recv.data(), count);
             checks.expect(wrong == 0, fmt::format("allreduce {} {} count {} {} {}: {} wrong",
                                                   ffb::name_of(t), ffb::name_of(op), count,
@@ -76,6 +115,18 @@ int main(int argc, char** argv) {
         }
       }
     }
+
+    if (rank == 0) {
+      std::string list;
+      for (const auto& u : used) list += " " + u;
+      fmt::print("# algorithms used:{}\n", list);
+    }
+    // auto with a slow given link on 5 or more nodes (where the ring's 2(n-1) steps cost more
+    // latency than the tree's 2 log2 n): small messages take the tree, large ones the ring.
+    if (opt.inter_node == hfreduce::InterNode::automatic && opt.link.latency_us > 0 &&
+        lay.nnodes >= 5)
+      checks.expect(used.count("tree") == 1 && used.count("ring") == 1,
+                    "auto picked both tree and ring across the sizes");
 
     // 2. Random data: bitwise the same on every rank, and the same on a second run.
     for (auto t : {ffb::DataType::f32, ffb::DataType::f16, ffb::DataType::bf16,
@@ -155,7 +206,28 @@ int main(int argc, char** argv) {
       }
     }
 
-    // 6. More than 2^31 elements (uint8 sum), when asked for: sizes are size_t throughout.
+    // 6. The MPI fast path for every type (fp16, bf16, fp8 through user-defined ops), exact.
+    {
+      hfreduce::Options small = opt;
+      small.fallback_bytes = 64 << 10;
+      hfreduce::Communicator fast(MPI_COMM_WORLD, small);
+      for (auto t : ffb::kAllDataTypes)
+        for (auto op : ffb::kAllReduceOps) {
+          const ffb::ExpectedResult expected(t, op, size);
+          for (std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{1003}}) {
+            std::vector<unsigned char> send(count * ffb::size_of(t)), recv(send.size());
+            ffb::fill_pattern(send.data(), t, op, size, rank, count);
+            fast.allreduce(send.data(), recv.data(), count, t, op);
+            const auto& st = fast.last_stage_times();
+            checks.expect(
+                st.used_fallback && st.algorithm == hfreduce::Algorithm::mpi &&
+                    expected.count_wrong(recv.data(), count) == 0,
+                fmt::format("fast path {} {} count {}", ffb::name_of(t), ffb::name_of(op), count));
+          }
+        }
+    }
+
+    // 7. More than 2^31 elements (uint8 sum), when asked for: sizes are size_t throughout.
     if (big) {
       hfreduce::Options large = opt;
       large.chunk_bytes = 4u << 20;

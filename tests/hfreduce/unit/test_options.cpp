@@ -24,6 +24,14 @@ TEST(HfreduceOptions, DefaultsAndLimitsAreValid) {
   o.reduce_threads = hfreduce::kMaxReduceThreads;
   EXPECT_FALSE(hfreduce::find_option_problem(o));
   EXPECT_NO_THROW(hfreduce::validate_options(o));
+  // 0 means auto for the chunk and the depth (chosen per communicator), and measure for the link.
+  o.chunk_bytes = 0;
+  o.pipeline_depth = 0;
+  o.link = {};
+  EXPECT_FALSE(hfreduce::find_option_problem(o));
+  EXPECT_EQ(Options{}.inter_node, hfreduce::InterNode::automatic);
+  EXPECT_STREQ(hfreduce::name_of(hfreduce::InterNode::automatic), "auto");
+  EXPECT_STREQ(hfreduce::name_of(hfreduce::Algorithm::intra_node), "intra-node");
 }
 
 TEST(HfreduceOptions, EachRangeNamesItsField) {
@@ -44,6 +52,12 @@ TEST(HfreduceOptions, EachRangeNamesItsField) {
        "reduce_threads 257"},
       {[](Options& o) { o.timeout_s = 0; }, OptionField::timeout_s, "timeout_s"},
       {[](Options& o) { o.ranks_per_node = -1; }, OptionField::ranks_per_node, "ranks_per_node"},
+      {[](Options& o) { o.link.latency_us = -1; }, OptionField::link, "link.latency_us"},
+      {[](Options& o) { o.link.gbps = -0.5; }, OptionField::link, "link.gbps"},
+      {[](Options& o) { o.nvlink_pairs = hfreduce::NvlinkPairs::force; }, OptionField::nvlink_pairs,
+       "nvlink_pairs needs device_buffers"},
+      {[](Options& o) { o.stream_completion = hfreduce::StreamCompletion::stream_wait; },
+       OptionField::stream_completion, "stream_completion needs device_buffers"},
   };
   for (const auto& c : cases) {
     Options o;
