@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -139,6 +140,12 @@ class HfreduceAllreduce final : public GradientAllreduce {
     // it the compute stream would stall the rest of the backward pass).
     stream_ = compute.device_memory() ? compute.comm_stream() : nullptr;
     comm_ = std::make_unique<hfreduce::Communicator>(comm, opt);
+    if (opt.nvlink_pairs != hfreduce::NvlinkPairs::off && !comm_->nvlink_pairs_active() &&
+        comm_->layout().rank == 0) {
+      fmt::print("# nvlink pairs: unavailable, using the plain device path: {}\n",
+                 comm_->nvlink_pairs_fallback());
+      std::fflush(stdout);
+    }
   }
   void teardown() override { comm_.reset(); }
   int nodes() const override { return comm_ ? comm_->layout().nnodes : 1; }
@@ -170,6 +177,11 @@ class HfreduceAllreduce final : public GradientAllreduce {
     run.attrs["hfreduce_reduce_threads"] = static_cast<std::int64_t>(o.reduce_threads);
     run.attrs["hfreduce_ranks_per_node_option"] = static_cast<std::int64_t>(o.ranks_per_node);
     run.attrs["hfreduce_nodes"] = static_cast<std::int64_t>(comm_->layout().nnodes);
+    run.attrs["hfreduce_memory_space"] = std::string(o.device_buffers ? "device" : "host");
+    run.attrs["hfreduce_stream_completion"] = std::string(hfreduce::name_of(o.stream_completion));
+    run.attrs["hfreduce_nvlink_pairs_option"] = std::string(hfreduce::name_of(o.nvlink_pairs));
+    run.attrs["hfreduce_nvlink_pairs"] = std::string(comm_->nvlink_pairs_active() ? "on" : "off");
+    run.attrs["hfreduce_nvlink_pairs_fallback_reason"] = comm_->nvlink_pairs_fallback();
   }
 
  private:

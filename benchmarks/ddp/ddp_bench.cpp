@@ -114,6 +114,19 @@ void check_backends(const Cli& o, const Settings& st, const ffb::Topology& topo,
     throw ffb::UsageError(
         "--trace: only with emulated compute for now (on a GPU the host would have to poll the "
         "allreduces while the compute stream runs; see docs/ddp_bench.md)");
+  const auto& h = st.hs.options;
+  if (!compute.device_memory()) {  // the library refuses them on host buffers: say it in flags
+    if (h.stream_completion != hfreduce::StreamCompletion::host_func)
+      throw ffb::UsageError(fmt::format(
+          "--stream-completion {}: HFReduce on GPU buffers only (--compute cublas on a GPU); the "
+          "{} engine's gradients are host memory",
+          o.stream_completion, compute.name()));
+    if (h.nvlink_pairs != hfreduce::NvlinkPairs::off)
+      throw ffb::UsageError(fmt::format(
+          "--nvlink-pairs {}: HFReduce on GPU buffers only (--compute cublas on a GPU); the {} "
+          "engine's gradients are host memory",
+          o.nvlink_pairs, compute.name()));
+  }
   for (const auto& b : st.backend_names) {
     if (b == "nccl" && !built_with_nccl())
       throw ffb::SkipError("--backend nccl: this ddp_bench was built without CUDA/NCCL");

@@ -115,6 +115,15 @@ void add_options(CLI::App& app, Cli& o) {
       ->capture_default_str();
   app.add_option("--hfreduce-timeout", o.hf_timeout, "HFReduce: longest wait for a peer (s)")
       ->capture_default_str();
+  app.add_option("--stream-completion", o.stream_completion,
+                 "HFReduce on GPU buffers: how the communication stream waits for each bucket's "
+                 "result: host_func (a host function waits) or stream_wait (the stream waits on "
+                 "a flag; no host function)")
+      ->capture_default_str();
+  app.add_option("--nvlink-pairs", o.nvlink_pairs,
+                 "HFReduce on GPU buffers: off, auto (pairs of GPUs with peer access, else the "
+                 "plain path with one line), force (also ranks sharing a GPU: testing)")
+      ->capture_default_str();
   app.add_option("--baseline-step-ms", o.baseline,
                  "step time at the smallest scale (ms, or backend=ms,...): prints the weak-scaling "
                  "efficiency baseline / step time");
@@ -205,6 +214,29 @@ void check_names(const Cli& o, Settings& st) {
           o.baseline, name));
 }
 
+// The library's option values by their names (hfreduce::name_of).
+template <class E>
+E parse_hfreduce_choice(const std::string& text, std::initializer_list<E> values,
+                        const char* flag) {
+  std::string names;
+  for (E v : values) {
+    if (text == hfreduce::name_of(v)) return v;
+    names += (names.empty() ? "" : ", ") + std::string(hfreduce::name_of(v));
+  }
+  throw ffb::UsageError(fmt::format("{} '{}': give {}", flag, text, names));
+}
+
+void check_hfreduce_gpu(const Cli& o, Settings& st) {
+  using hfreduce::NvlinkPairs;
+  using hfreduce::StreamCompletion;
+  st.hs.options.stream_completion = parse_hfreduce_choice(
+      o.stream_completion, {StreamCompletion::host_func, StreamCompletion::stream_wait},
+      "--stream-completion");
+  st.hs.options.nvlink_pairs = parse_hfreduce_choice(
+      o.nvlink_pairs, {NvlinkPairs::off, NvlinkPairs::automatic, NvlinkPairs::force},
+      "--nvlink-pairs");
+}
+
 void check_sizes(const Cli& o, Settings& st) {
   st.bucket_cap = ffb::parse_size(o.bucket_size, "--bucket-size");
   st.first_bucket_cap = ffb::parse_size(o.first_bucket_size, "--first-bucket-size");
@@ -264,6 +296,7 @@ Settings check_options(const Cli& o) {
   Settings st;
   check_names(o, st);
   check_sizes(o, st);
+  check_hfreduce_gpu(o, st);
   st.full = load_model(o.model);
   st.scale = param_scale(o, st.full);
   st.batch = o.batch > 0 ? o.batch : st.full.batch_per_gpu;

@@ -47,6 +47,8 @@ struct Cli {
   int threads = 1;
   std::string fallback_bytes = "16K";
   double hf_timeout = 300.0;
+  std::string stream_completion = "host_func";  // HFReduce on device buffers
+  std::string nvlink_pairs = "off";
   std::string baseline;
   bool print_buckets = false;
   bool trace = false;

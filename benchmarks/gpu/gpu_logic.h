@@ -1,13 +1,11 @@
 // Host-side logic of the GPU programs that needs no GPU, no CUDA and no MPI, so CI can unit-test
-// it (tests/benchmarks/gpu/test_gpu_logic.cpp): PCI topology from sysfs, link bandwidth, GEMM flop
-// counts, NVLink-pair planning and the pair split of a message.
+// it (tests/benchmarks/gpu/test_gpu_logic.cpp): PCI topology from sysfs, link bandwidth and GEMM
+// flop counts. (NVLink-pair planning is the library's: hfreduce/src/gpu/pair_logic.h.)
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <functional>
 #include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -64,35 +62,5 @@ PciInfo read_pci_info(const std::string& bus_id, const std::string& sysfs_root =
 double gemm_flops(std::uint64_t n);
 // TFLOPS (1e12 flop/s) of `reps` products of size n in `seconds`.
 double gemm_tflops(std::uint64_t n, int reps, double seconds);
-
-// ---- NVLink pairs ----
-
-enum class PairMode { off, automatic, force };
-std::optional<PairMode> parse_pair_mode(const std::string& s);  // "off", "auto", "force"
-const char* name_of(PairMode m);
-
-// How a rank takes part in the pair variant. Local ranks (2k, 2k+1) of a node form a pair;
-// position 0 keeps the first half of each message, position 1 the second.
-struct PairPlan {
-  bool ok = false;
-  int partner_local = -1;  // local rank of the partner
-  int position = 0;        // 0 or 1
-  std::string reason;      // why not ok (one line, names the ranks and GPUs)
-};
-// bus_of_local: the PCI bus id of each local rank's GPU (same string = same GPU).
-// can_access(a, b): peer access from GPU a to GPU b (both directions are asked).
-// allow_same_device: pair two ranks on one GPU (testing on single-GPU machines: the "link" is
-// then the GPU's own memory, reached through CUDA IPC).
-PairPlan plan_pair(int local_rank, const std::vector<std::string>& bus_of_local,
-                   const std::function<bool(const std::string&, const std::string&)>& can_access,
-                   bool allow_same_device);
-
-// The element range [begin, end) position `pos` owns of a `count`-element message: the first half
-// is rounded up to a multiple of `align` elements (alignment of the second half's start).
-struct Range {
-  std::size_t begin = 0, end = 0;
-  std::size_t size() const { return end - begin; }
-};
-Range pair_half(std::size_t count, int pos, std::size_t align = 64);
 
 }  // namespace ffb::gpu
