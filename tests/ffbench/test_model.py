@@ -146,23 +146,28 @@ def test_simulation_speed_1250_nodes():
 def ff2_rows():
     ff2 = shipped("fire-flyer-2")
     gpus = ff2.paper["allreduce"]["gpus"]
-    rows = [predict(ff2, alg, g) for alg in ("hfreduce", "nccl", "hfreduce_nvlink") for g in gpus]
+    rows = [predict(ff2, alg, g) for alg in ("hfreduce_tree", "nccl", "hfreduce_nvlink_tree", "hfreduce")
+            for g in gpus]
     return ff2, rows
 
 
 def test_check1_r1_r2_within_15_percent(ff2_rows):
+    """The paper's HFReduce is a double binary tree: R1 is held to hfreduce_tree."""
     ff2, rows = ff2_rows
     ref = ff2.paper["allreduce"]
     by = {(r["algorithm"], r["gpus"]): r for r in rows}
     for g, r1, r2 in zip(ref["gpus"], ref["R1_hfreduce"], ref["R2_nccl"]):
         if g > 512:
             continue
-        assert abs(by[("hfreduce", g)]["algbw"] / r1 - 1) <= 0.15, g
+        assert abs(by[("hfreduce_tree", g)]["algbw"] / r1 - 1) <= 0.15, g
         assert abs(by[("nccl", g)]["algbw"] / r2 - 1) <= 0.15, g
-        ratio = by[("hfreduce", g)]["algbw"] / by[("nccl", g)]["algbw"]
+        ratio = by[("hfreduce_tree", g)]["algbw"] / by[("nccl", g)]["algbw"]
         assert 1.5 <= ratio <= 2.1, (g, ratio)                      # R3 up to 512 GPUs
     cmp = paper_comparison(ff2, rows)
-    assert all(c["passed"] for c in cmp["checks"] if not c.get("informational"))
+    required = [c for c in cmp["checks"] if not c.get("informational")]
+    assert [c["name"][:2] for c in required] == ["R1", "R2", "R3"]   # all three were checked
+    assert all(c["passed"] for c in required)
+    assert {c["algorithm"] for c in cmp["rows"] if c["reference"] == "R1"} == {"hfreduce_tree"}
 
 
 def test_nccl_drop_at_1024_is_not_forced(ff2_rows):
@@ -173,7 +178,7 @@ def test_nccl_drop_at_1024_is_not_forced(ff2_rows):
 
 def test_busbw_and_bottlenecks(ff2_rows):
     _ff2, rows = ff2_rows
-    h = next(r for r in rows if r["algorithm"] == "hfreduce" and r["gpus"] == 16)
+    h = next(r for r in rows if r["algorithm"] == "hfreduce_tree" and r["gpus"] == 16)
     assert h["busbw"] == pytest.approx(h["algbw"] * 2 * 15 / 16)
     assert h["bottleneck"].startswith("PCIe root port")
     assert h["ceiling_algbw"] == pytest.approx(37.5 / 4)            # 2 GPUs x (D2H + H2D) on 37.5
@@ -182,11 +187,15 @@ def test_busbw_and_bottlenecks(ff2_rows):
 def test_predictions_come_from_physics_not_from_paper():
     ff2 = shipped("fire-flyer-2")
     bare = Cluster(ff2.data(), ff2.path)                            # the same inputs, no `paper:`
-    for alg in ("hfreduce", "nccl"):
+    for alg in ("hfreduce", "hfreduce_tree", "hfreduce_ring", "nccl"):
         assert predict(bare, alg, 256)["algbw"] == predict(ff2, alg, 256)["algbw"]
     faster_port = ff2.with_values({"pcie.root_port_duplex_gbs": 75.0})
-    assert predict(faster_port, "hfreduce", 256)["bottleneck"] == "NIC"
-    assert predict(faster_port, "hfreduce", 256)["algbw"] > 1.2 * predict(ff2, "hfreduce", 256)["algbw"]
+    assert predict(faster_port, "hfreduce_tree", 256)["bottleneck"] == "NIC"
+    assert predict(faster_port, "hfreduce_tree", 256)["algbw"] > 1.2 * predict(ff2, "hfreduce_tree", 256)["algbw"]
+    # the ring with the library's own chunk (256 KiB x 16 in flight: its window stays open here)
+    auto, fast_auto = (c.with_values({"allreduce.hfreduce.chunk_mib": "auto"}) for c in (ff2, faster_port))
+    assert predict(fast_auto, "hfreduce_ring", 256)["bottleneck"] == "NIC"
+    assert predict(fast_auto, "hfreduce_ring", 256)["algbw"] > 1.2 * predict(auto, "hfreduce_ring", 256)["algbw"]
     slow_p2p = ff2.with_values({"pcie.gpu_nic_p2p_gbs": 4.0, "pcie.gpu_gpu_p2p_gbs": 4.0})
     assert predict(slow_p2p, "nccl", 256)["algbw"] < 0.6 * predict(ff2, "nccl", 256)["algbw"]
     assert predict(ff2.with_values({"host_memory.practical_gbs": 100.0}), "hfreduce", 256)[
@@ -197,6 +206,7 @@ def test_projection_next_gen_and_10000():
     ff2, nxt = shipped("fire-flyer-2"), shipped("next-gen")
     a = predict(ff2, "hfreduce", 10000)
     b = predict(nxt, "hfreduce", 10000)
+    assert a["inter_node"] == b["inter_node"] == "tree"            # 2,498 ring steps cost too much
     assert a["nodes"] == 1250 and b["algbw"] > 2 * a["algbw"]
     assert b["bottleneck"] == "host memory"                         # 8 NICs: memory binds again
     sim = predict(ff2, "hfreduce", 10000, simulate=True)["simulated"]
@@ -215,21 +225,36 @@ def _membw_file(path, best):
 
 
 def _emu_collectives(path, truth, nodes=(2, 3, 4, 5, 6), sizes=(1 << 20, 4 << 20, 16 << 20, 64 << 20),
-                     noise=0.01, link_gbit=1.0, scale=1.0):
+                     noise=0.01, link_gbit=1.0, scale=1.0, inter_node="auto"):
+    """Runs as the benchmarks record them, timed by the model of `truth`; HFReduce runs carry
+    their --inter-node option, the per-row `algorithm` and the link figures of the rule."""
     rng = np.random.default_rng(7)
     for backend in ("mpi", "hfreduce"):
         for n in nodes:
-            times = []
+            times, algorithms = [], []
             for s in sizes:
-                t = predict_emu(truth, n, backend, s, link_gbit=link_gbit)["time_s"] * scale
-                times.append(t * (1 + noise * rng.standard_normal()) * 1e6)
+                p = predict_emu(truth, n, backend, s, link_gbit=link_gbit, inter_node=inter_node)
+                times.append(p["time_s"] * scale * (1 + noise * rng.standard_normal()) * 1e6)
+                algorithms.append(p.get("inter_node", ""))
             size = np.array(sizes)
             algbw = size / (np.array(times) * 1e-6) / 1e9
-            h5io.append_run(path, {"program": f"{backend}_allreduce_bench", "kind": "collective",
-                                   "backend": backend, "nnodes": n, "nranks": n, "emu_link_gbit": link_gbit},
-                            {"collective": {"size": (size, "B"), "time": (times, "us"),
-                                            "algbw": (algbw, "GB/s"), "busbw": (algbw, "GB/s"),
-                                            "placement": (["out-of-place"] * len(sizes), "1")}})
+            attrs = {"program": f"{backend}_allreduce_bench", "kind": "collective",
+                     "backend": backend, "nnodes": n, "nranks": n, "emu_link_gbit": link_gbit}
+            table = {"size": (size, "B"), "time": (times, "us"), "algbw": (algbw, "GB/s"),
+                     "busbw": (algbw, "GB/s"), "placement": (["out-of-place"] * len(sizes), "1")}
+            if backend == "hfreduce":
+                attrs.update(_hfreduce_attrs(truth, inter_node, link_gbit))
+                table["algorithm"] = (algorithms, "1")
+            h5io.append_run(path, attrs, {"collective": table})
+
+
+def _hfreduce_attrs(truth, inter_node, link_gbit):
+    """What hfreduce_bench records for the rule: its option, chunk and the link it measured."""
+    return {"hfreduce_inter_node_option": inter_node,
+            "hfreduce_chunk_bytes": int(truth.get("allreduce.hfreduce.chunk_mib") * (1 << 20)),
+            "hfreduce_pipeline_depth": 16, "hfreduce_fallback_bytes": 16384,
+            "hfreduce_link_latency_us": truth.get("emulation.link_latency_us"),
+            "hfreduce_link_gbps": link_gbit / 8 * truth.get("emulation.tcp_efficiency")}
 
 
 def test_calibration_recovers_known_parameters(tmp_path):
@@ -261,10 +286,12 @@ def test_calibration_pcie_and_gpu_cluster_efficiency(tmp_path):
                              "pcie.gpu_gpu_p2p_gbs": 9.0, "allreduce.hfreduce.efficiency": 0.8})
     sizes = np.array([64 << 20, 192937984])
     for n in (2, 4, 8):
-        t = [predict(truth, "hfreduce", 8 * n, int(s))["time_s"] * 1e6 for s in sizes]
+        preds = [predict(truth, "hfreduce", 8 * n, int(s)) for s in sizes]
         h5io.append_run(path, {"program": "hfreduce_bench", "kind": "collective", "backend": "hfreduce",
-                               "nnodes": n, "nranks": 8 * n},
-                        {"collective": {"size": (sizes, "B"), "time": (t, "us")}})
+                               "nnodes": n, "nranks": 8 * n, "hfreduce_inter_node_option": "auto"},
+                        {"collective": {"size": (sizes, "B"),
+                                        "time": ([p["time_s"] * 1e6 for p in preds], "us"),
+                                        "algorithm": ([p["inter_node"] for p in preds], "1")}})
     fitted, report, _ = calibrate(ff2, [path])
     for key, value in (("pcie.gpu_d2h_gbs", 26.0), ("pcie.gpu_h2d_gbs", 25.0), ("pcie.root_port_gbs", 36.0),
                        ("pcie.root_port_duplex_gbs", 33.0), ("pcie.gpu_nic_p2p_gbs", 8.5),
@@ -318,7 +345,8 @@ def test_check2_emulated_cluster_measurements():
     """Check (2) against real measurements: the committed emulated-cluster sweep
     (results/reference-run.h5; FFB_EMU_RESULTS=a.h5:b.h5 checks other files). Only the memory
     bandwidth is taken from the files; tcp efficiency and latencies stay the description's
-    assumptions (nothing fitted to the points checked), so this check can fail."""
+    assumptions (nothing fitted to the points checked), so this check can fail. Runs from before
+    HFReduce's ring (tree) and after (each row's `algorithm`) are both read."""
     default = os.path.join(ROOT, "results", "reference-run.h5")
     files = os.environ.get("FFB_EMU_RESULTS", default).split(":")
     from ffbench.models.projection import compare_measured
@@ -332,6 +360,11 @@ def test_check2_emulated_cluster_measurements():
     assert rows, f"no emulated-cluster mpi ring / hfreduce points in {files} (skipped: {skipped})"
     assert {r["nnodes"] for r in rows} == {2, 3, 4, 5, 6}
     assert {r["backend"] for r in rows} == {"mpi", "hfreduce"}
+    # each HFReduce row is modelled with what it ran: older runs the tree, newer ones their
+    # `algorithm` column; runs of --inter-node auto also ran what the Python rule picks
+    assert {r["algorithm"] for r in rows if r["backend"] == "hfreduce"} <= {"tree", "ring"}
+    disagree = [r for r in rows if r["rule_agrees"] is False]
+    assert not disagree, disagree
     bad = [r for r in rows if not r["within"]]
     assert not bad, bad
 

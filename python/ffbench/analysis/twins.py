@@ -282,8 +282,10 @@ def _best_baseline(rows, backend):
 
 
 def _point_key(r):
+    # The shaped link rate too: an emulated cluster's 1 and 10 gbit series are different machines
+    # as far as a comparison goes.
     return (r["ranks"], r["nodes"], r["device"], r.get("size"), r.get("type"), r.get("redop"),
-            r.get("placement"))
+            r.get("placement"), link_rate_gbit(r["run"])[0])
 
 
 def _ratio_evidence(runs, backend, proxy):
@@ -369,8 +371,23 @@ def tree_send_factor(n):
     return max(roles["send"], roles["recv"])
 
 
+def inter_node_send_factor(n, algorithm):
+    """Bytes the busiest leader sends per byte of S: the ring's 2(n-1)/n, else the double tree's."""
+    if algorithm == "ring":
+        return 2.0 * (n - 1) / n
+    return tree_send_factor(n)
+
+
+def _row_algorithm(r):
+    """The inter-node algorithm a row ran on: its `algorithm` column (newer runs), else tree."""
+    a = r.get("algorithm")
+    if isinstance(a, bytes):
+        a = a.decode()
+    return a if a in ("tree", "ring") else "tree"
+
+
 def link_efficiency(runs):
-    """HFReduce algbw across nodes / the algbw the double binary tree allows on the link."""
+    """HFReduce algbw across nodes / the algbw its inter-node algorithm allows on the link."""
     rows = [r for r in _coll_rows(runs) if r["backend"] == "hfreduce" and r["nodes"] > 1
             and not r["pseudo_nodes"] and _num(r.get("algbw")) and not r["fallback"]]
     if not rows:
@@ -381,12 +398,13 @@ def link_efficiency(runs):
         if not rate:
             why = source
             continue
-        factor = tree_send_factor(r["nodes"])
+        algorithm = _row_algorithm(r)
+        factor = inter_node_send_factor(r["nodes"], algorithm)
         bound = rate / 8.0 / factor
         out.append(Evidence(
             r["algbw"] / bound, _coll_fields(r),
             f"{_fmt(r['algbw'])} of {_fmt(bound)} GB/s algbw",
-            _where(r["run"]), note=f"{rate:g} Gb/s link ({source}); tree moves {factor:g} S",
+            _where(r["run"]), note=f"{rate:g} Gb/s link ({source}); {algorithm} moves {factor:g} S",
             rank=(r["nodes"], r["size"])))
     if not out:
         return [], why or "no link rate recorded"

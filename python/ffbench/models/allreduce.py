@@ -1,5 +1,6 @@
-"""Allreduce time models: HFReduce (with and without the NVLink pair stage), NCCL ring and tree,
-and the Open MPI ring and HFReduce on the emulated cluster (all model output, no measurement).
+"""Allreduce time models: HFReduce (tree or ring between nodes, with and without the NVLink pair
+stage), NCCL ring and tree, and the Open MPI ring and HFReduce on the emulated cluster (all model
+output, no measurement).
 
 Every algorithm is described by the traffic it puts on each resource of the busiest node, in bytes
 per byte of the per-GPU buffer S (a "load"), and the resource bandwidths of the cluster
@@ -25,6 +26,10 @@ Pipeline (sim.closed_form_tree_allreduce, checked against the discrete-event sim
     tau = one tree-chunk on the NIC; P = the busiest stage's time per chunk;
     T = (chunks - 1) P + 2 t_in + t_out + D (hop + 2 t_red) + D hop,  hop = tau (2 + rho) + latency
     (D = depth of the deeper tree, rho = NIC utilisation). The fill grows with D = log2(nodes).
+HFReduce ring (the library's other inter-node algorithm): the same node stages; send = recv =
+    2(n-1)/n, recv_reduce = (n-1)/n; latency 2(n-1) steps; at most `depth` chunks in flight
+    (sim.closed_form_ring_allreduce). `hfreduce` = the library's default: the rule of
+    models/inter_node.py picks tree or ring per call; `hfreduce_tree` / `hfreduce_ring` force one.
 NCCL ring: every GPU sends and receives 2(N-1)/N per byte over PCIe P2P (or NVLink); the NIC reads
     it from a GPU by P2P; latency = base + 2(N-1) steps (NCCL's tuning model constants).
 NCCL tree: an intra-node chain (each GPU sends S up and S down) and the double binary tree between
@@ -35,15 +40,26 @@ import math
 
 from ffbench.launch import emu
 from ffbench.models.cluster import ClusterError
-from ffbench.models.sim import (closed_form_tree_allreduce, double_tree, simulate_tree_allreduce, tree_depth,
-                         tree_parents)
+from ffbench.models.inter_node import (INTER_NODE_OPTIONS, call_chunk, choose_chunk,
+                                      hfreduce_inter_node_choice, split_algorithm)
+from ffbench.models.sim import (closed_form_ring_allreduce, closed_form_tree_allreduce, double_tree,
+                                simulate_ring_allreduce, simulate_tree_allreduce, tree_depth,
+                                tree_parents)
 
 GB = 1e9
 MIB = 1 << 20
 PAPER_SIZE = 192937984  # 46 x 2^20 fp32 (sec. 4)
 
-ALGORITHMS = ("hfreduce", "hfreduce_nvlink", "nccl_ring", "nccl_tree", "nccl")
-EMU_ALGORITHMS = ("hfreduce", "mpi_ring")
+# HFReduce as the library runs it by default (inter-node auto), or with _tree / _ring forced
+HFREDUCE_BASES = ("hfreduce", "hfreduce_nvlink")
+
+
+def _with_forced(bases):
+    return tuple(f"{b}{suffix}" for b in bases for suffix in ("", "_tree", "_ring"))
+
+
+ALGORITHMS = _with_forced(HFREDUCE_BASES) + ("nccl_ring", "nccl_tree", "nccl")
+EMU_ALGORITHMS = _with_forced(("hfreduce_emu",)) + ("mpi_ring",)
 
 
 def busbw_factor(nranks):
@@ -111,10 +127,54 @@ def _result(algorithm, cluster, gpus, n, size, lam, bottleneck, eff, fill, laten
 
 # ---- HFReduce ---------------------------------------------------------------------------------
 
-def hfreduce_loads(cluster, n, nvlink=False, purpose="the hfreduce model"):
+def _ring_roles(n):
+    """The ring's per-node traffic in units of S: 2(n-1)/n out and in, (n-1)/n of it added."""
+    f = busbw_factor(n)
+    return {"send": f, "recv": f, "recv_reduce": f / 2}
+
+
+def inter_node_roles(n, inter_node):
+    """(roles, hops): roles in units of S; hops = tree depth (tree) or 2(n-1) steps (ring)."""
+    if inter_node == "ring" and n > 1:
+        return _ring_roles(n), 2 * (n - 1)
+    return _tree_roles(n)
+
+
+def hfreduce_chunk(cluster, n):
+    """(chunk bytes, pipeline depth, source) of the modelled call: the description's
+    allreduce.hfreduce.chunk_mib and pipeline_depth play --chunk-size and --depth; absent (or
+    'auto'), the library's own choice (inter_node.choose_chunk)."""
+    value = cluster.get("allreduce.hfreduce.chunk_mib")
+    depth = cluster.get("allreduce.hfreduce.pipeline_depth") or 0
+    if value is None or value == "auto":
+        return (*choose_chunk(n, 0, depth), "auto")
+    return (*choose_chunk(n, int(round(value * MIB)), depth), "description")
+
+
+def hfreduce_rule_link(cluster, purpose):
+    """The rule's link on a real cluster: (alpha s, B B/s) = nics.latency_us, one NIC's
+    nics.gbit x nics.efficiency (what the library measures between two leaders)."""
+    rate = cluster.req("nics.gbit", purpose) * 1e9 / 8 * cluster.get("nics.efficiency", 1.0)
+    return cluster.get("nics.latency_us", 0.0) * 1e-6, rate
+
+
+def decide_inter_node(n, size, option, latency_s, link_Bps, chunk):
+    """The rule for one modelled call -> (algorithm, details for the result)."""
+    c = call_chunk(size, chunk)
+    choice = hfreduce_inter_node_choice(n, size, latency_s, link_Bps, c, 0, option)
+    details = {"inter_node": choice.choice, "inter_node_option": option}
+    if n > 1:
+        details["inter_node_rule"] = {
+            "t_tree_us": choice.t_tree_s * 1e6, "t_ring_us": choice.t_ring_s * 1e6,
+            "latency_us": latency_s * 1e6, "gbps": link_Bps / GB, "chunk_bytes": c,
+            "rule_choice": "ring" if choice.t_ring_s < choice.t_tree_s else "tree"}
+    return choice.choice, details
+
+
+def hfreduce_loads(cluster, n, nvlink=False, purpose="the hfreduce model", inter_node="tree"):
     """Per-node resource loads of HFReduce and the stage each belongs to."""
     g = cluster.gpus_per_node
-    roles, depth = _tree_roles(n)
+    roles, hops = inter_node_roles(n, inter_node)
     share = 0.5 if nvlink else 1.0     # data each GPU hands to / gets back from the CPU
     h2d_mode = cluster.get("allreduce.hfreduce.h2d", "gdrcopy")
     numa = cluster.get("host_memory.numa_nodes", 1)
@@ -147,54 +207,111 @@ def hfreduce_loads(cluster, n, nvlink=False, purpose="the hfreduce model"):
                 "GPU PCIe H2D", "NVLink"),
         "red": ("host memory",),
     }
-    return res, stages, roles, depth
+    return res, stages, roles, hops
 
 
 def _stage_lambda(res, names):
     return max((res[r][0] / res[r][1] for r in names if r in res and res[r][0] > 0), default=0.0)
 
 
-def _hfreduce_inputs(cluster, n, size, nvlink, purpose):
-    """Per-tree-chunk stage times for the tree pipeline (shared by the closed form and the DES)."""
-    res, stages, roles, depth = hfreduce_loads(cluster, n, nvlink, purpose)
+def pipeline_inputs(n, size, chunk, inter_node, bw, latency, lam_in, lam_red, lam_out, eff,
+                    depth=None):
+    """Stage times of one pipeline piece for the closed forms and the simulations (models/sim.py):
+    the tree moves chunk/2 per tree and adds a child's half-chunk; the ring moves the whole chunk
+    through copy-in/out, adds one n-th of it per reduce-scatter step and has at most `depth`
+    chunks in flight (the library's window; the tree's is not modelled, docs/models.md)."""
+    chunk = min(chunk, size)
+    ring = inter_node == "ring"
+    piece = float(chunk) if ring else chunk / 2.0
+    added = chunk / max(n, 1) if ring else piece
+    pipe = {"n": n, "chunks": max(1, math.ceil(size / chunk)), "chunk_bytes": piece, "bw": bw,
+            "latency": latency, "t_in": piece * lam_in / eff, "t_red": added * lam_red / eff,
+            "t_out": piece * lam_out / eff}
+    if ring:
+        pipe["depth"] = depth
+    return pipe
+
+
+def ring_window_binds(pipe):
+    """True when the ring's window (depth chunks in flight, each 2(n-1) dependent steps round the
+    ring) and not a resource sets its period (sim.closed_form_ring_allreduce)."""
+    n, depth = pipe["n"], pipe.get("depth")
+    if n < 2 or not depth:
+        return False
+    tau = pipe["chunk_bytes"] / n / pipe["bw"]
+    chain = 2 * (n - 1) * (tau + pipe["latency"]) + (n - 1) * pipe["t_red"]
+    return chain / depth > max(pipe["t_in"], pipe["t_out"], (n - 1) * pipe["t_red"], 2 * (n - 1) * tau)
+
+
+def pipeline_time(pipe, inter_node, size, burst_bytes=None):
+    """Pipelined time for `size` bytes: the closed form, or the simulation when burst_bytes is
+    given (None: closed form); scaled from whole chunks to the exact size."""
+    ring = inter_node == "ring"
+    if burst_bytes is None:
+        t = (closed_form_ring_allreduce if ring else closed_form_tree_allreduce)(**pipe)
+    elif ring:
+        t = simulate_ring_allreduce(**pipe, burst_bytes=burst_bytes)
+    else:
+        t = simulate_tree_allreduce(**pipe, burst_bytes=burst_bytes)
+    whole = pipe["chunks"] * pipe["chunk_bytes"] * (1 if ring else 2)
+    return t * size / whole
+
+
+def _hfreduce_inputs(cluster, n, size, nvlink, purpose, inter_node, chunk, depth):
+    """Loads and the pipeline piece for one HFReduce call (shared by the closed form and the DES)."""
+    res, stages, roles, hops = hfreduce_loads(cluster, n, nvlink, purpose, inter_node)
     eff = cluster.get("allreduce.hfreduce.efficiency", 1.0)
-    chunk = min(cluster.get("allreduce.hfreduce.chunk_mib", 4) * MIB, size)
-    c_t = chunk / 2.0                                   # each tree carries half of every chunk
     lam_in, lam_out, lam_red = (_stage_lambda(res, stages[k]) for k in ("in", "out", "red"))
     nic_bw = res["NIC"][1] if "NIC" in res else 1.0
-    pipe = {
-        "n": n, "chunks": max(1, math.ceil(size / chunk)), "chunk_bytes": c_t,
-        "bw": nic_bw * eff, "latency": cluster.get("nics.latency_us", 0.0) * 1e-6,
-        "t_in": c_t * lam_in / eff, "t_red": c_t * lam_red / eff, "t_out": c_t * lam_out / eff,
-    }
-    return res, roles, depth, eff, chunk, pipe
+    pipe = pipeline_inputs(n, size, chunk, inter_node, nic_bw * eff,
+                           cluster.get("nics.latency_us", 0.0) * 1e-6, lam_in, lam_red, lam_out, eff,
+                           depth)
+    return res, roles, hops, eff, pipe
 
 
-def hfreduce(cluster, gpus, size=PAPER_SIZE, nvlink=False, simulate=False):
-    purpose = "the hfreduce_nvlink model" if nvlink else "the hfreduce model"
+def hfreduce(cluster, gpus, size=PAPER_SIZE, nvlink=False, simulate=False, inter_node="auto"):
+    """HFReduce as the library runs it: inter_node "auto" (the rule, models/inter_node.py), or
+    "tree" / "ring" forced; the chunk from hfreduce_chunk."""
+    base = "hfreduce_nvlink" if nvlink else "hfreduce"
+    name = base if inter_node == "auto" else f"{base}_{inter_node}"
+    purpose = f"the {name} model"
     n = _nodes_for(cluster, gpus)
-    res, roles, depth, eff, chunk, pipe = _hfreduce_inputs(cluster, n, size, nvlink, purpose)
+    chunk, depth, chunk_source = hfreduce_chunk(cluster, n)
+    algorithm, details = decide_inter_node(n, size, inter_node, *hfreduce_rule_link(cluster, purpose),
+                                           chunk)
+    res, roles, hops, eff, pipe = _hfreduce_inputs(cluster, n, size, nvlink, purpose, algorithm,
+                                                   chunk, depth)
     lam, bottleneck = _bottleneck(res)
-    # pipelined tree time for chunks x chunk bytes, scaled to the exact size
-    t_pipe = closed_form_tree_allreduce(**pipe) * size / (pipe["chunks"] * chunk)
+    if algorithm == "ring" and ring_window_binds(pipe):
+        bottleneck += f"; the ring's window binds ({depth} chunks in flight)"
+    t_pipe = pipeline_time(pipe, algorithm, size)
     t_bw = size * lam / eff
-    lat_total = 2 * depth * pipe["latency"]
-    out = _result("hfreduce_nvlink" if nvlink else "hfreduce", cluster, gpus, n, size, lam, bottleneck,
-                  eff, max(0.0, t_pipe - t_bw - lat_total), lat_total, res,
-                  {"tree_depth": depth, "chunk_bytes": chunk, "roles": roles, "pipeline": pipe})
+    lat_total = (hops if algorithm == "ring" else 2 * hops) * pipe["latency"]
+    details.update({"chunk_bytes": min(chunk, size), "chunk_source": chunk_source,
+                    "pipeline_depth": depth, "roles": roles, "pipeline": pipe,
+                    ("ring_steps" if algorithm == "ring" else "tree_depth"): hops})
+    out = _result(name, cluster, gpus, n, size, lam, bottleneck, eff,
+                  max(0.0, t_pipe - t_bw - lat_total), lat_total, res, details)
     if simulate:
-        out["simulated"] = simulate_hfreduce(cluster, gpus, size, nvlink)
+        out["simulated"] = simulate_hfreduce(cluster, gpus, size, nvlink, algorithm)
     return out
 
 
-def simulate_hfreduce(cluster, gpus, size=PAPER_SIZE, nvlink=False):
-    """The same HFReduce case through the discrete-event simulation (models/sim.py)."""
+SIMULATE_MAX_TRANSFERS = 200_000    # the ring DES moves n x chunks x 2(n-1) segments
+
+
+def simulate_hfreduce(cluster, gpus, size=PAPER_SIZE, nvlink=False, inter_node="tree"):
+    """The same HFReduce case through the discrete-event simulation (models/sim.py); None for a
+    ring too large to simulate here (n x chunks x 2(n-1) > SIMULATE_MAX_TRANSFERS)."""
     import time as _time
     n = _nodes_for(cluster, gpus)
-    _res, _roles, _depth, _eff, chunk, pipe = _hfreduce_inputs(cluster, n, size, nvlink,
-                                                                "the hfreduce simulation")
+    chunk, depth, _source = hfreduce_chunk(cluster, n)
+    *_unused, pipe = _hfreduce_inputs(cluster, n, size, nvlink, "the hfreduce simulation",
+                                      inter_node, chunk, depth)
+    if inter_node == "ring" and n * pipe["chunks"] * 2 * (n - 1) > SIMULATE_MAX_TRANSFERS:
+        return None
     start = _time.perf_counter()
-    t = simulate_tree_allreduce(**pipe) * size / (pipe["chunks"] * chunk)
+    t = pipeline_time(pipe, inter_node, size, burst_bytes=0)
     return {"time_s": t, "algbw": size / t / GB, "busbw": size / t / GB * busbw_factor(gpus),
             "wall_s": _time.perf_counter() - start, "chunks": pipe["chunks"]}
 
@@ -274,22 +391,25 @@ def nccl(cluster, gpus, size=PAPER_SIZE):
 
 
 def predict(cluster, algorithm, gpus, size=PAPER_SIZE, simulate=False):
-    """One model point: dict with time_s, algbw, busbw (GB/s), bottleneck, terms, loads."""
-    if algorithm == "hfreduce":
-        return hfreduce(cluster, gpus, size, nvlink=False, simulate=simulate)
-    if algorithm == "hfreduce_nvlink":
-        return hfreduce(cluster, gpus, size, nvlink=True, simulate=simulate)
+    """One model point: dict with time_s, algbw, busbw (GB/s), bottleneck, terms, loads; HFReduce
+    points also say which inter-node algorithm ran ("inter_node") and the rule's two times."""
+    hf = split_algorithm(algorithm, HFREDUCE_BASES)
+    if hf:
+        return hfreduce(cluster, gpus, size, nvlink=hf[0] == "hfreduce_nvlink", simulate=simulate,
+                        inter_node=hf[1])
     if algorithm == "nccl_ring":
         return nccl_ring(cluster, gpus, size)
     if algorithm == "nccl_tree":
         return nccl_tree(cluster, gpus, size)
     if algorithm == "nccl":
         return nccl(cluster, gpus, size)
-    if algorithm in ("mpi_ring", "hfreduce_emu"):
+    emu_hf = split_algorithm(algorithm, ("hfreduce_emu",))
+    if algorithm == "mpi_ring" or emu_hf:
         return predict_emu(cluster, gpus // cluster.gpus_per_node,
-                           "mpi" if algorithm == "mpi_ring" else "hfreduce", size)
+                           "mpi" if algorithm == "mpi_ring" else "hfreduce", size,
+                           inter_node=emu_hf[1] if emu_hf else "auto")
     raise ClusterError(f"--algorithms: unknown algorithm {algorithm!r} (choose from "
-                       f"{', '.join(ALGORITHMS + ('mpi_ring', 'hfreduce_emu'))})")
+                       f"{', '.join(ALGORITHMS + EMU_ALGORITHMS)})")
 
 
 # ---- the emulated cluster --------------------------------------------------------------------
@@ -316,41 +436,56 @@ EMU_SIMULATE_MAX_CHUNKS = 1024
 
 
 def predict_emu(cluster, nnodes, backend="hfreduce", size=64 * MIB, membw_gbs=None, link_gbit=None,
-                ranks_per_node=None):
+                ranks_per_node=None, inter_node="auto"):
     """Predicted allreduce on the emulated cluster (namespaces on one host, shaped links).
 
     backend "mpi": Open MPI's ring for large messages; "hfreduce": HFReduce over MPI/TCP with host
-    memcpy copy-in/copy-out. Host memory is shared by all nodes when emulation.shared_host is true,
-    so per-node memory loads are multiplied by nnodes. Kernel TCP copies add
-    emulation.copies_per_network_byte bytes of memory traffic per byte sent+received.
+    memcpy copy-in/copy-out, its inter-node algorithm by the rule (inter_node "auto": alpha =
+    emulation.link_latency_us, B = the shaped rate x emulation.tcp_efficiency) or forced ("tree",
+    "ring": what a measured row says it ran). Host memory is shared by all nodes when
+    emulation.shared_host is true, so per-node memory loads are multiplied by nnodes. Kernel TCP
+    copies add emulation.copies_per_network_byte bytes of memory traffic per byte sent+received.
     """
     p = emu_parameters(cluster, membw_gbs, link_gbit)
     g = ranks_per_node or cluster.gpus_per_node
     n = int(nnodes)
     if n < 1:
         raise ClusterError(f"nnodes must be >= 1, got {nnodes}")
+    fake = cluster.with_values({"nodes": n, "gpus_per_node": g})
+    if backend == "mpi":
+        return _emu_mpi_ring(cluster, fake, p, n, g, size)
+    if backend != "hfreduce":
+        raise ClusterError(f"backend {backend!r}: predict_emu knows 'mpi' and 'hfreduce'")
+    if inter_node not in INTER_NODE_OPTIONS:
+        raise ClusterError(f"inter_node {inter_node!r}: predict_emu knows "
+                           f"{', '.join(INTER_NODE_OPTIONS)}")
+    return _emu_hfreduce(cluster, fake, p, n, g, size, inter_node)
+
+
+def _emu_mpi_ring(cluster, fake, p, n, g, size):
     N = n * g
+    share = n if p["shared"] else 1
+    f = busbw_factor(N)
+    inter = f if n > 1 else 0.0                 # bytes a node sends over its link, per byte of S
+    intra = (g - 1) * f if g > 1 else 0.0       # ring hops inside a node (shared memory copies)
+    mem_node = g * (f / 2) * 3 + p["copies"] * inter + 2 * intra
+    res = {"host memory": (mem_node * share, p["membw"])}
+    if n > 1:
+        res["link"] = (inter, p["link"] * p["tcp_eff"])
+    lam, bottleneck = _bottleneck(res)
+    eff = cluster.get("allreduce.mpi.efficiency", 1.0)
+    step = cluster.get("allreduce.mpi.step_latency_us", p["latency"] * 1e6) * 1e-6
+    return _result("mpi_ring", fake, N, n, size, lam, bottleneck, eff, 0.0, 2 * (N - 1) * step,
+                   res, {"emulated": True})
+
+
+def _emu_hfreduce(cluster, fake, p, n, g, size, option):
     share = n if p["shared"] else 1
     link_bw = p["link"] * p["tcp_eff"]
     latency = p["latency"]
-    gpus = N
-    fake = cluster.with_values({"nodes": n, "gpus_per_node": g})
-    if backend == "mpi":
-        f = busbw_factor(N)
-        inter = f if n > 1 else 0.0                 # bytes a node sends over its link, per byte of S
-        intra = (g - 1) * f if g > 1 else 0.0       # ring hops inside a node (shared memory copies)
-        mem_node = g * (f / 2) * 3 + p["copies"] * inter + 2 * intra
-        res = {"host memory": (mem_node * share, p["membw"])}
-        if n > 1:
-            res["link"] = (inter, link_bw)
-        lam, bottleneck = _bottleneck(res)
-        eff = cluster.get("allreduce.mpi.efficiency", 1.0)
-        step = cluster.get("allreduce.mpi.step_latency_us", latency * 1e6) * 1e-6
-        return _result("mpi_ring", fake, gpus, n, size, lam, bottleneck, eff, 0.0, 2 * (N - 1) * step,
-                       res, {"emulated": True})
-    if backend != "hfreduce":
-        raise ClusterError(f"backend {backend!r}: predict_emu knows 'mpi' and 'hfreduce'")
-    roles, depth = _tree_roles(n)
+    chunk, depth, chunk_source = hfreduce_chunk(cluster, n)
+    algorithm, details = decide_inter_node(n, size, option, latency, link_bw, chunk)
+    roles, hops = inter_node_roles(n, algorithm)
     mem_node = (2 * g + g + 1 + p["copies"] / 2 * (roles["send"] + roles["recv"])
                 + roles["recv_reduce"] + 2 * g)
     res = {"host memory": (mem_node * share, p["membw"])}
@@ -358,24 +493,27 @@ def predict_emu(cluster, nnodes, backend="hfreduce", size=64 * MIB, membw_gbs=No
         res["link"] = (max(roles["send"], roles["recv"]), link_bw)
     lam, bottleneck = _bottleneck(res)
     eff = cluster.get("allreduce.hfreduce.efficiency", 1.0)
-    chunk = min(cluster.get("allreduce.hfreduce.chunk_mib", 4) * MIB, size)
-    c_t = chunk / 2.0
     lam_mem = res["host memory"][0] / res["host memory"][1]
-    pipe = {"n": n, "chunks": max(1, math.ceil(size / chunk)), "chunk_bytes": c_t,
-            "bw": link_bw * eff, "latency": latency, "t_in": c_t * lam_mem / eff,
-            "t_red": c_t * lam_mem / eff, "t_out": c_t * lam_mem / eff}
+    pipe = pipeline_inputs(n, size, chunk, algorithm, link_bw * eff, latency, lam_mem, lam_mem,
+                           lam_mem, eff, depth)
+    if algorithm == "ring" and ring_window_binds(pipe):
+        bottleneck += f"; the ring's window binds ({depth} chunks in flight)"
     # A few nodes: simulate the pipeline (exact for the model's stages, milliseconds to run); the
     # closed form's hop term (2 + rho transfers per hop) is written for NIC-bound clusters at scale
     # and over-states the fill of a handful of link-bound nodes (6 nodes, 4 MiB: -22% vs -8% measured).
-    small = n <= EMU_SIMULATE_MAX_NODES and pipe["chunks"] <= EMU_SIMULATE_MAX_CHUNKS
-    if small:   # the simulation also knows the links' token buckets
-        t_pipe = simulate_tree_allreduce(**pipe, burst_bytes=p["burst"])
+    if algorithm == "ring":
+        small = n <= EMU_SIMULATE_MAX_NODES and \
+            n * pipe["chunks"] * 2 * (n - 1) <= SIMULATE_MAX_TRANSFERS
     else:
-        t_pipe = closed_form_tree_allreduce(**pipe)
-    t_pipe *= size / (pipe["chunks"] * chunk)
+        small = n <= EMU_SIMULATE_MAX_NODES and pipe["chunks"] <= EMU_SIMULATE_MAX_CHUNKS
+    # the simulation also knows the links' token buckets
+    t_pipe = pipeline_time(pipe, algorithm, size, burst_bytes=p["burst"] if small else None)
     t_bw = size * lam / eff
-    lat_total = 2 * depth * latency
-    return _result("hfreduce_emu", fake, gpus, n, size, lam, bottleneck, eff,
-                   max(0.0, t_pipe - t_bw - lat_total), lat_total, res,
-                   {"emulated": True, "tree_depth": depth, "pipeline": pipe,
+    lat_total = (hops if algorithm == "ring" else 2 * hops) * latency
+    details.update({"emulated": True, "chunk_bytes": min(chunk, size), "chunk_source": chunk_source,
+                    "pipeline_depth": depth, "pipeline": pipe,
+                    ("ring_steps" if algorithm == "ring" else "tree_depth"): hops,
                     "pipeline_model": "simulation" if small else "closed form"})
+    name = "hfreduce_emu" if option == "auto" else f"hfreduce_emu_{option}"
+    return _result(name, fake, n * g, n, size, lam, bottleneck, eff,
+                   max(0.0, t_pipe - t_bw - lat_total), lat_total, res, details)

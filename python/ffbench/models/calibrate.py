@@ -22,7 +22,10 @@ What is read (results/SCHEMA.md; the reading is tolerant and says what it expect
                on log time; the shaped rate comes from run attr `emu_link_gbit`, else from
                FFB_EMU_LINK_RATE in the run's `environment` attr ("1gbit"), else from the
                description. Elsewhere it fits allreduce.<backend>.efficiency (hfreduce,
-               nccl) the same way.
+               nccl) the same way. HFReduce rows are modelled with the inter-node algorithm
+               they ran (hfreduce_algorithm: the row's `algorithm` column, else the run's
+               forced --inter-node, else tree for runs older than the option), with the run's
+               hfreduce_chunk_bytes and hfreduce_pipeline_depth.
 Only sizes >= --min-size (default 1 MiB) are used for collectives: small messages measure software
 overheads the model does not describe.
 """
@@ -35,6 +38,7 @@ import numpy as np
 from ffbench.data import h5io
 from ffbench.models.allreduce import predict, predict_emu
 from ffbench.models.cluster import ClusterError
+from ffbench.models.inter_node import call_chunk, choose_chunk, hfreduce_inter_node_choice
 
 MIN_SIZE = 1 << 20
 
@@ -130,6 +134,11 @@ class Point(NamedTuple):
     link_gbit: Optional[float] = None     # shaped link rate: set for emulated-cluster runs only
     mpi_algorithm: Optional[int] = None   # Open MPI coll_tuned_allreduce_algorithm; 0 = its rules
     chunk_bytes: Optional[int] = None     # HFReduce pipeline chunk of the run
+    algorithm: Optional[str] = None       # HFReduce: what carried the row (mpi, intra-node, tree,
+    #                                       ring); None when the run cannot say (hfreduce_algorithm)
+    inter_node_option: Optional[str] = None  # HFReduce --inter-node of the run (None: older run)
+    rule_inputs: Optional[tuple] = None   # HFReduce (latency us, GB/s, fallback B) the run recorded
+    depth: Optional[int] = None           # HFReduce pipeline depth of the run (chunks in flight)
 
 
 RING = 4  # Open MPI's coll_tuned_allreduce_algorithm number of the ring, which the model describes
@@ -156,6 +165,33 @@ def _mpi_algorithm(run):
     return int(settings.get("coll_tuned_allreduce_algorithm", 0) or 0)
 
 
+def hfreduce_algorithm(run, table, i, nnodes):
+    """What carried row i of an HFReduce run: the row's `algorithm` column when recorded; else
+    what the run's --inter-node forced; runs older than the option ran the tree. None when the
+    run chose per size (auto) without saying what it chose."""
+    column = table.get("algorithm")
+    if column is not None:
+        value = column[i]
+        return value.decode() if isinstance(value, bytes) else str(value)
+    fallback = table.get("fallback")
+    if fallback is not None and int(fallback[i]):
+        return "mpi"
+    if nnodes < 2:
+        return "intra-node"
+    option = run.attrs.get("hfreduce_inter_node_option")
+    if option is None:
+        return "tree"
+    return str(option) if str(option) in ("tree", "ring") else None
+
+
+def _hfreduce_rule_inputs(run):
+    """(link latency us, link GB/s, fallback bytes) an HFReduce run recorded, or None."""
+    lat, gbps = run.attrs.get("hfreduce_link_latency_us"), run.attrs.get("hfreduce_link_gbps")
+    if lat is None or gbps is None or float(gbps) <= 0:
+        return None
+    return float(lat), float(gbps), int(run.attrs.get("hfreduce_fallback_bytes", 0) or 0)
+
+
 def collective_points(runs, min_size=MIN_SIZE):
     """[Point] from collective runs (out-of-place rows of at least min_size bytes)."""
     points = []
@@ -175,8 +211,12 @@ def collective_points(runs, min_size=MIN_SIZE):
             raise ClusterError(f"run {run.id}: collective run attrs must include nnodes, nranks and "
                                f"backend (results/SCHEMA.md)")
         link = _link_gbit(run)
+        hf = str(backend) == "hfreduce"
         algorithm = _mpi_algorithm(run) if str(backend) == "mpi" else None
         chunk = run.attrs.get("hfreduce_chunk_bytes")
+        depth = run.attrs.get("hfreduce_pipeline_depth")
+        option = run.attrs.get("hfreduce_inter_node_option") if hf else None
+        rule_inputs = _hfreduce_rule_inputs(run) if hf else None
         placement = table.get("placement")
         for i in range(len(size)):
             if size[i] < min_size or not np.isfinite(t[i]) or t[i] <= 0:
@@ -185,7 +225,10 @@ def collective_points(runs, min_size=MIN_SIZE):
                 continue
             points.append(Point(str(backend), int(nnodes), int(nranks), float(size[i]), float(t[i]),
                                 float(link) if link is not None else None, algorithm,
-                                int(chunk) if chunk is not None else None))
+                                int(chunk) if chunk is not None else None,
+                                hfreduce_algorithm(run, table, i, int(nnodes)) if hf else None,
+                                str(option) if option is not None else None, rule_inputs,
+                                int(depth) if depth is not None else None))
     return points
 
 
@@ -200,14 +243,46 @@ def emu_comparable(point):
     if point.backend == "mpi" and point.mpi_algorithm not in (None, RING):
         return (f"Open MPI allreduce algorithm {point.mpi_algorithm} ({'its decision rules' if point.mpi_algorithm == 0 else 'not the ring'}); "
                 f"the model describes the ring (algorithm {RING})")
+    if point.backend == "hfreduce":
+        return _hfreduce_not_comparable(point.algorithm)
     return None
 
 
+def _hfreduce_not_comparable(algorithm):
+    if algorithm is None:
+        return ("HFReduce run with --inter-node auto and no per-row `algorithm` column (cannot "
+                "tell tree from ring)")
+    if algorithm == "mpi":
+        return "HFReduce's MPI_Allreduce fast path (below fallback_bytes; Open MPI's own rules)"
+    if "+" in algorithm:
+        return (f"HFReduce row whose calls ran several algorithms ({algorithm}); the model "
+                f"describes one per row")
+    if algorithm not in ("tree", "ring"):
+        return f"HFReduce algorithm {algorithm!r} (the model describes tree and ring)"
+    return None
+
+
+def rule_check(point):
+    """For an HFReduce row of an --inter-node auto run that recorded its link figures: (what the
+    Python rule picks with those inputs, whether the row ran it); None otherwise."""
+    if point.backend != "hfreduce" or point.inter_node_option != "auto" or not point.rule_inputs \
+            or point.algorithm not in ("mpi", "tree", "ring") or point.nnodes < 2:
+        return None
+    latency_us, gbps, fallback = point.rule_inputs
+    chunk = point.chunk_bytes or choose_chunk(point.nnodes)[0]
+    expect = hfreduce_inter_node_choice(point.nnodes, int(point.size), latency_us * 1e-6,
+                                        gbps * 1e9, call_chunk(point.size, chunk), fallback).choice
+    return expect, expect == point.algorithm
+
+
 def emu_point_cluster(cluster, point):
-    """The description with what the run itself recorded (HFReduce's chunk) filled in."""
+    """The description with what the run itself recorded (HFReduce's chunk and depth) filled in."""
+    updates = {}
     if point.backend == "hfreduce" and point.chunk_bytes:
-        return cluster.with_values({"allreduce.hfreduce.chunk_mib": point.chunk_bytes / (1 << 20)})
-    return cluster
+        updates["allreduce.hfreduce.chunk_mib"] = point.chunk_bytes / (1 << 20)
+    if point.backend == "hfreduce" and point.depth:
+        updates["allreduce.hfreduce.pipeline_depth"] = point.depth
+    return cluster.with_values(updates) if updates else cluster
 
 
 def _rate_gbit(value):
@@ -245,10 +320,23 @@ def _link_gbit(run):
 
 
 def emu_predict(cluster, point):
-    """predict_emu for one measured point, with the run's own link rate and chunk."""
+    """predict_emu for one measured point, with the run's own link rate and chunk, and for
+    HFReduce the inter-node algorithm the row says it ran (never the model's own guess)."""
+    forced = point.algorithm if point.backend == "hfreduce" else None
+    if point.backend == "hfreduce" and forced not in ("tree", "ring"):
+        raise ClusterError(f"HFReduce point at {point.nnodes} nodes, {int(point.size)} B: "
+                           f"{_hfreduce_not_comparable(forced) or 'no inter-node algorithm'}")
     return predict_emu(emu_point_cluster(cluster, point), point.nnodes, point.backend, point.size,
                        link_gbit=point.link_gbit,
-                       ranks_per_node=max(1, point.nranks // max(1, point.nnodes)))
+                       ranks_per_node=max(1, point.nranks // max(1, point.nnodes)),
+                       inter_node=forced or "auto")
+
+
+def model_algorithm(point):
+    """The model algorithm for a measured point on a GPU cluster: HFReduce rows by what they ran."""
+    if point.backend == "hfreduce":
+        return f"hfreduce_{point.algorithm}" if point.algorithm in ("tree", "ring") else None
+    return "nccl" if point.backend == "nccl" else None
 
 
 def _emu_predict(cluster, point, eff, latency_us):
@@ -309,15 +397,17 @@ def _golden(f, lo, hi, iters=40):
 def fit_efficiency(cluster, points):
     """Elsewhere: one efficiency per backend, least squares on log time (golden-section search)."""
     updates, report = {}, []
-    for backend, alg in (("hfreduce", "hfreduce"), ("nccl", "nccl")):
-        pts = [p for p in points if p.backend == backend and p.nranks % cluster.gpus_per_node == 0]
+    for backend in ("hfreduce", "nccl"):
+        pts = [p for p in points if p.backend == backend and p.nranks % cluster.gpus_per_node == 0
+               and model_algorithm(p)]
         if not pts:
             continue
         key = f"allreduce.{backend}.efficiency"
 
-        def score(eff, pts=pts, key=key, alg=alg):
+        def score(eff, pts=pts, key=key):
             c = cluster.with_values({key: float(eff)})
-            return sum(math.log(predict(c, alg, p.nranks, p.size)["time_s"] / p.time_s) ** 2 for p in pts)
+            return sum(math.log(predict(c, model_algorithm(p), p.nranks, p.size)["time_s"] / p.time_s)
+                       ** 2 for p in pts)
 
         grid = np.linspace(0.05, 1.0, 20)
         i = int(np.argmin([score(e) for e in grid]))

@@ -22,7 +22,8 @@ from ffbench.errors import ClusterError
 
 # ---- schema ----------------------------------------------------------------------------------
 # A field is (kind, help). kinds: "str", "bool", "int+" (>0), "int0" (>=0), "num+" (>0),
-# "num0" (>=0), "frac" (0 < x <= 1), "pue" (>= 1), ("enum", (...)), "any"; nested dicts are sections.
+# "num+|auto" (>0 or the word auto), "num0" (>=0), "frac" (0 < x <= 1), "pue" (>= 1),
+# ("enum", (...)), "any"; nested dicts are sections.
 
 SCHEMA = {
     "schema": ("str", "format tag, 'ffbench-cluster/1'"),
@@ -117,7 +118,10 @@ SCHEMA = {
     },
     "allreduce": {
         "hfreduce": {
-            "chunk_mib": ("num+", "pipeline chunk (MiB of the per-GPU buffer per step)"),
+            "chunk_mib": ("num+|auto", "pipeline chunk (MiB of the per-GPU buffer per step), or "
+                                       "'auto': the library's own choice per node count"),
+            "pipeline_depth": ("int+", "chunks in flight (the library's --depth; default: its own "
+                                       "choice with the chunk); bounds the ring's pipeline"),
             "efficiency": ("frac", "fraction of the bottleneck resource the algorithm achieves"),
             "h2d": (("enum", ("gdrcopy", "memcpy")), "how results return to the GPUs"),
         },
@@ -165,6 +169,8 @@ def _kind_check(kind, value):
             else "an integer >= 0"
     if kind == "num+":
         return None if is_num and value > 0 else "a number > 0"
+    if kind == "num+|auto":
+        return None if (is_num and value > 0) or value == "auto" else "a number > 0 or 'auto'"
     if kind == "num0":
         return None if is_num and value >= 0 else "a number >= 0"
     if kind == "frac":

@@ -1,18 +1,20 @@
 """The allreduce projections behind `ffbench model` (usage and what each option does:
 ffbench.commands.model): model output, never measurements."""
 from ffbench.errors import ClusterError, UsageError
-from ffbench.models.allreduce import predict
-from ffbench.models.calibrate import (MIN_SIZE, collective_points, emu_comparable, emu_predict,
-                                      read_measurements)
+from ffbench.models.allreduce import HFREDUCE_BASES, PAPER_SIZE, predict
+from ffbench.models.calibrate import (MIN_SIZE, _rate_gbit, collective_points, emu_comparable,
+                                      emu_predict, model_algorithm, read_measurements, rule_check)
+from ffbench.models.inter_node import split_algorithm
 
 DEFAULT_GPUS = (16, 32, 64, 128, 256, 512, 1024)
 PROJECT_GPUS = (2048, 4096, 8192, 10000)
 EMU_DEFAULT_ALGS = ("hfreduce_emu", "mpi_ring")
 CHECK_MAX_GPUS = 512       # check (1) covers 16-512 GPUs (issue 7)
 TOLERANCE = 0.15
-
-
-# ---- argument parsing -----------------------------------------------------------------------------
+KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+# --inter-node-map columns: 256 KiB..1 GiB with the paper's 184 MiB
+MAP_SIZES = (256 * KIB, MIB, 4 * MIB, 16 * MIB, 64 * MIB, PAPER_SIZE, 256 * MIB, GIB)
+MAP_DISAGREE = 0.02        # "!" when the model finds the other algorithm this much faster
 
 
 # ---- model tables -----------------------------------------------------------------------------
@@ -22,7 +24,7 @@ def model_rows(cluster, gpus_list, algorithms, size, simulate=False):
     for alg in algorithms:
         for gpus in gpus_list:
             rows.append(predict(cluster, alg, gpus, size,
-                                simulate=simulate and alg in ("hfreduce", "hfreduce_nvlink")))
+                                simulate=simulate and split_algorithm(alg, HFREDUCE_BASES) is not None))
     return rows, notes
 
 
@@ -40,14 +42,17 @@ def format_model_table(cluster, rows, size, simulate):
              f"({cluster.path}), per-GPU size {size:,} B",
              "# algbw = size / time, busbw = algbw x 2(n-1)/n with n = GPUs (GB = 1e9 B); "
              "ceiling = the bottleneck's algbw before efficiency, fill and latency"]
-    head = (f"{'GPUs':>6} {'nodes':>5}  {'algorithm':<16} {'time ms':>9} {'algbw':>7} {'busbw':>7} "
-            f"{'ceiling':>7} {'fill ms':>7} {'lat ms':>6}")
+    lines.append("# inter = what HFReduce ran between nodes (hfreduce = the library's auto rule, "
+                 "_tree / _ring forced); rule = the rule's T_tree / T_ring for the call (ms)")
+    head = (f"{'GPUs':>6} {'nodes':>5}  {'algorithm':<16} {'inter':<10} {'time ms':>9} {'algbw':>7} "
+            f"{'busbw':>7} {'ceiling':>7} {'fill ms':>7} {'lat ms':>6}")
     if simulate:
         head += f" {'DES algbw':>9} {'DES-CF':>7} {'DES s':>6}"
     head += "  bottleneck"
     lines.append(head)
     for r in rows:
-        line = (f"{r['gpus']:>6} {r['nodes']:>5}  {r['algorithm']:<16} {r['time_s'] * 1e3:>9.3f} "
+        line = (f"{r['gpus']:>6} {r['nodes']:>5}  {r['algorithm']:<16} {r.get('inter_node', '-'):<10} "
+                f"{r['time_s'] * 1e3:>9.3f} "
                 f"{_bw(r['algbw'])} {_bw(r['busbw'])} {_bw(r['ceiling_algbw'])} "
                 f"{r['t_fill_s'] * 1e3:>7.3f} {r['t_latency_s'] * 1e3:>6.3f}")
         if simulate:
@@ -57,6 +62,9 @@ def format_model_table(cluster, rows, size, simulate):
             else:
                 line += f" {'':>9} {'':>7} {'':>6}"
         line += f"  {r['bottleneck']}" + (f" ({r['chosen']})" if "chosen" in r else "")
+        rule = r.get("inter_node_rule")
+        if rule:
+            line += f"; rule: tree {rule['t_tree_us'] / 1e3:.3f} / ring {rule['t_ring_us'] / 1e3:.3f} ms"
         lines.append(line)
     return "\n".join(lines)
 
@@ -68,9 +76,10 @@ def paper_comparison(cluster, rows, tolerance=TOLERANCE):
         return None
     by = {(r["algorithm"], r["gpus"]): r for r in rows}
     comp = []
-    series = (("R1", "hfreduce", ref.get("gpus"), ref.get("R1_hfreduce")),
+    # the paper's HFReduce is a double binary tree: R1 / R3 / R4 are held to the forced tree
+    series = (("R1", "hfreduce_tree", ref.get("gpus"), ref.get("R1_hfreduce")),
               ("R2", "nccl", ref.get("gpus"), ref.get("R2_nccl")),
-              ("R4", "hfreduce_nvlink", ref.get("R4_gpus"), ref.get("R4_hfreduce_nvlink")))
+              ("R4", "hfreduce_nvlink_tree", ref.get("R4_gpus"), ref.get("R4_hfreduce_nvlink")))
     for name, alg, gpus, values in series:
         if not gpus or not values:
             continue
@@ -97,7 +106,7 @@ def paper_comparison(cluster, rows, tolerance=TOLERANCE):
     ratio_band = ref.get("R3_ratio_up_to_512")
     ratios = []
     for g in ref.get("gpus", []):
-        h, n = by.get(("hfreduce", g)), by.get(("nccl", g))
+        h, n = by.get(("hfreduce_tree", g)), by.get(("nccl", g))
         if h and n:
             ratios.append((g, h["algbw"] / n["algbw"]))
     if ratio_band and ratios:
@@ -144,11 +153,104 @@ def format_paper_comparison(cmp):
     return "\n".join(lines)
 
 
+# ---- which algorithm the rule picks (--inter-node-map) -------------------------------------------
+
+def _hfreduce_name(cluster):
+    return "hfreduce_emu" if cluster.get("emulation") is not None else "hfreduce"
+
+
+def inter_node_map(cluster, gpus_list, sizes=MAP_SIZES):
+    """[{gpus, nodes, size, choice, algbw, other, other_algbw, model_disagrees}] for HFReduce's
+    auto rule on this description: what auto runs per GPU count and size, the model's algbw of
+    it, and the other algorithm forced (model output)."""
+    base = _hfreduce_name(cluster)
+    cells = []
+    for gpus in gpus_list:
+        for size in sizes:
+            auto = predict(cluster, base, gpus, size)
+            cell = {"gpus": gpus, "nodes": auto["nodes"], "size": size, "choice": auto["inter_node"],
+                    "algbw": auto["algbw"], "other": None, "other_algbw": None,
+                    "model_disagrees": False}
+            if auto["inter_node"] in ("tree", "ring"):
+                other = "ring" if auto["inter_node"] == "tree" else "tree"
+                alt = predict(cluster, f"{base}_{other}", gpus, size)
+                cell.update({"other": other, "other_algbw": alt["algbw"],
+                             "model_disagrees": alt["algbw"] > (1 + MAP_DISAGREE) * auto["algbw"]})
+            cells.append(cell)
+    return cells
+
+
+def _size_label(size):
+    if size == PAPER_SIZE:
+        return "184M(paper)"
+    for unit, scale in (("G", GIB), ("M", MIB), ("K", KIB)):
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
+
+
+def format_inter_node_map(cluster, cells):
+    sizes = list(dict.fromkeys(c["size"] for c in cells))
+    lines = [f"# which inter-node algorithm HFReduce's auto rule picks: MODEL OUTPUT (not measured). "
+             f"cluster: {cluster.name}; each cell: what `{_hfreduce_name(cluster)}` runs and the "
+             f"model's algbw in GB/s; ! = the model finds the other algorithm more than "
+             f"{MAP_DISAGREE:.0%} faster",
+             f"{'GPUs':>6} {'nodes':>5}  " + " ".join(f"{_size_label(s):>12}" for s in sizes)]
+    by = {(c["gpus"], c["size"]): c for c in cells}
+    for gpus in dict.fromkeys(c["gpus"] for c in cells):
+        row = [by[(gpus, s)] for s in sizes]
+        text = [f"{c['choice']} {c['algbw']:.3g}{' !' if c['model_disagrees'] else ''}" for c in row]
+        lines.append(f"{gpus:>6} {row[0]['nodes']:>5}  " + " ".join(f"{t:>12}" for t in text))
+    return "\n".join(lines)
+
+
 # ---- measured comparison (the emulated cluster, check 2) -------------------------------------------
 
-def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE, skipped=None):
+def format_rate(gbit):
+    """1.0 -> "1gbit", 0.5 -> "500mbit" (the FFB_EMU_LINK_RATE spelling)."""
+    if gbit is None:
+        return "unrecorded"
+    if gbit >= 1:
+        return f"{gbit:g}gbit"
+    return f"{gbit * 1e3:g}mbit"
+
+
+def parse_rates(texts):
+    """--compare-rate values ("1gbit", "500mbit", or Gb/s as a number) -> [Gb/s]."""
+    rates = []
+    for text in texts or ():
+        value = _rate_gbit(text.strip())
+        if value is None:
+            try:
+                value = float(text)
+            except ValueError:
+                value = None
+        if value is None or value <= 0:
+            raise UsageError(f"--compare-rate {text!r}: give a shaped link rate, e.g. 1gbit or "
+                             f"500mbit")
+        rates.append(value)
+    return rates
+
+
+def _rate_skip(point, rates):
+    """Why --compare-rate leaves this point out, or None when it is kept (or no filter)."""
+    if not rates:
+        return None
+    if point.link_gbit is not None and any(abs(point.link_gbit - r) <= 1e-9 * r for r in rates):
+        return None
+    keeps = ", ".join(format_rate(r) for r in rates)
+    if point.link_gbit is None:
+        return f"no shaped link rate recorded (--compare-rate keeps {keeps})"
+    return f"shaped at {format_rate(point.link_gbit)} (--compare-rate keeps {keeps})"
+
+
+def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE, skipped=None,
+                     rates=None):
     """Measured vs model rows. On an emulated cluster only the points the model describes are
-    compared (emu_comparable); the others are counted in `skipped` ({reason: count})."""
+    compared (emu_comparable); the others are counted in `skipped` ({reason: count}). HFReduce
+    rows are modelled with the algorithm they say they ran; `rule` is what the Python rule picks
+    with the run's recorded link figures (auto runs), `rule_agrees` whether the library did too.
+    `rates` (Gb/s, --compare-rate): keep only emulated runs shaped at one of these rates."""
     found = read_measurements(paths)
     if not found["collective"]:
         raise ClusterError(f"{', '.join(paths)}: no `collective` table to compare with (expected runs "
@@ -159,39 +261,59 @@ def compare_measured(cluster, paths, tolerance=TOLERANCE, min_size=MIN_SIZE, ski
     skipped = {} if skipped is None else skipped
     for pt in points:
         if emulated:
-            why = emu_comparable(pt)
+            why = _rate_skip(pt, rates) or emu_comparable(pt)
             if why is not None:
                 skipped[why] = skipped.get(why, 0) + 1
                 continue
             pred = emu_predict(cluster, pt)
         else:
-            alg = {"hfreduce": "hfreduce", "nccl": "nccl"}.get(pt.backend)
+            alg = model_algorithm(pt)
             if alg is None or pt.nranks % cluster.gpus_per_node:
                 continue
             pred = predict(cluster, alg, pt.nranks, pt.size)
         meas = pt.size / pt.time_s / 1e9
+        rule = rule_check(pt)
         out.append({"backend": pt.backend, "nnodes": pt.nnodes, "nranks": pt.nranks, "size": pt.size,
+                    "algorithm": pred.get("inter_node", "ring" if pt.backend == "mpi" else "-"),
                     "measured_algbw": meas, "model_algbw": pred["algbw"],
                     "rel_error": pred["algbw"] / meas - 1,
                     "within": abs(pred["algbw"] / meas - 1) <= tolerance,
-                    "bottleneck": pred["bottleneck"]})
+                    "bottleneck": pred["bottleneck"],
+                    "rule": rule[0] if rule else "", "rule_agrees": rule[1] if rule else None})
     return out
 
 
 def format_measured(rows, tolerance, skipped=None):
-    lines = [f"# measured (results files) vs model; within +-{tolerance:.0%}"]
+    lines = [f"# measured (results files) vs model; within +-{tolerance:.0%}; alg = what the row "
+             f"ran (HFReduce: its `algorithm` column; older runs: tree); rule = the Python rule "
+             f"with the run's recorded link figures (--inter-node auto runs)"]
     for why, count in sorted((skipped or {}).items()):
         lines.append(f"# not compared: {count} point(s): {why}")
-    lines.append(f"{'backend':<9} {'nodes':>5} {'ranks':>5} {'size B':>12} {'measured':>9} "
-                 f"{'model':>8} {'error':>8}  check  bottleneck")
+    lines.append(f"{'backend':<9} {'alg':<5} {'nodes':>5} {'ranks':>5} {'size B':>12} {'measured':>9} "
+                 f"{'model':>8} {'error':>8}  check  {'rule':<5} bottleneck")
     for r in rows:
-        lines.append(f"{r['backend']:<9} {r['nnodes']:>5} {r['nranks']:>5} {int(r['size']):>12,} "
-                     f"{_bw(r['measured_algbw'], 9)} {_bw(r['model_algbw'], 8)} {r['rel_error']:>+8.1%}  "
-                     f"{'ok' if r['within'] else 'OUTSIDE':<5}  {r['bottleneck']}")
+        rule = r.get("rule") or "-"
+        if r.get("rule_agrees") is False:
+            rule += "!"
+        lines.append(f"{r['backend']:<9} {r.get('algorithm', '-'):<5} {r['nnodes']:>5} {r['nranks']:>5} "
+                     f"{int(r['size']):>12,} {_bw(r['measured_algbw'], 9)} {_bw(r['model_algbw'], 8)} "
+                     f"{r['rel_error']:>+8.1%}  {'ok' if r['within'] else 'OUTSIDE':<5}  {rule:<5} "
+                     f"{r['bottleneck']}")
     ok = sum(r["within"] for r in rows)
     lines.append(f"check (2): {ok}/{len(rows)} points within {tolerance:.0%} -> "
                  f"{'PASS' if ok == len(rows) and rows else 'FAIL'}")
+    ruled = [r for r in rows if r.get("rule_agrees") is not None]
+    if ruled:
+        agree = sum(bool(r["rule_agrees"]) for r in ruled)
+        lines.append(f"check (rule): {agree}/{len(ruled)} auto rows ran what the Python rule picks with "
+                     f"the run's link figures -> {'PASS' if agree == len(ruled) else 'FAIL'}")
     return "\n".join(lines)
+
+
+def measured_passed(rows):
+    """check (2) and, where the runs recorded their rule inputs, the rule check."""
+    return bool(rows) and all(r["within"] for r in rows) and \
+        all(r.get("rule_agrees") is not False for r in rows)
 
 
 # ---- plot ---------------------------------------------------------------------------------------
@@ -204,8 +326,9 @@ def plot(path, results):
     except ImportError:
         raise UsageError("--plot needs matplotlib (apt-get install python3-matplotlib)") from None
     fig, ax = plt.subplots(figsize=(9, 5.5))
-    styles = {"hfreduce": "-", "hfreduce_nvlink": "--", "nccl_ring": ":", "nccl_tree": "-.",
-              "nccl": "-", "hfreduce_emu": "-", "mpi_ring": ":"}
+    styles = {"hfreduce": "-", "hfreduce_tree": "-", "hfreduce_ring": "--",
+              "hfreduce_nvlink": "--", "nccl_ring": ":", "nccl_tree": "-.", "nccl": "-",
+              "hfreduce_emu": "-", "mpi_ring": ":"}
     for cluster, rows, cmp in results:
         algs = []
         for r in rows:
@@ -242,7 +365,8 @@ def h5_tables(results, measured, calib_reports):
     nan = float("nan")
     m = {k: [] for k in ("cluster", "algorithm", "gpus", "nodes", "size", "time", "algbw", "busbw",
                          "t_bandwidth", "t_fill", "t_latency", "ceiling_algbw", "bottleneck",
-                         "sim_time", "sim_algbw", "sim_wall")}
+                         "sim_time", "sim_algbw", "sim_wall", "inter_node", "chunk_bytes",
+                         "rule_t_tree", "rule_t_ring")}
     for cluster, rows, _cmp in results:
         for r in rows:
             s = r.get("simulated") or {}
@@ -262,9 +386,15 @@ def h5_tables(results, measured, calib_reports):
             m["sim_time"].append(s.get("time_s", nan) * 1e6 if s else nan)
             m["sim_algbw"].append(s.get("algbw", nan))
             m["sim_wall"].append(s.get("wall_s", nan))
+            rule = r.get("inter_node_rule") or {}
+            m["inter_node"].append(r.get("inter_node", ""))
+            m["chunk_bytes"].append(int(r.get("chunk_bytes", 0) or 0))
+            m["rule_t_tree"].append(rule.get("t_tree_us", nan))
+            m["rule_t_ring"].append(rule.get("t_ring_us", nan))
     units = {"gpus": "count", "nodes": "count", "size": "B", "time": "us", "algbw": "GB/s",
              "busbw": "GB/s", "t_bandwidth": "us", "t_fill": "us", "t_latency": "us",
-             "ceiling_algbw": "GB/s", "sim_time": "us", "sim_algbw": "GB/s", "sim_wall": "s"}
+             "ceiling_algbw": "GB/s", "sim_time": "us", "sim_algbw": "GB/s", "sim_wall": "s",
+             "chunk_bytes": "B", "rule_t_tree": "us", "rule_t_ring": "us"}
     tables = {"allreduce_model": {k: (v, units.get(k, "1")) for k, v in m.items()}} if m["cluster"] else {}
     p = {k: [] for k in ("cluster", "reference", "algorithm", "gpus", "paper", "model_algbw",
                          "model_busbw", "rel_error", "in_check", "within_tolerance")}
@@ -286,8 +416,8 @@ def h5_tables(results, measured, calib_reports):
     if measured:
         mu = {"nnodes": "count", "nranks": "count", "size": "B", "measured_algbw": "GB/s",
               "model_algbw": "GB/s"}
-        cols = ("backend", "nnodes", "nranks", "size", "measured_algbw", "model_algbw", "rel_error",
-                "within", "bottleneck")
+        cols = ("backend", "algorithm", "nnodes", "nranks", "size", "measured_algbw", "model_algbw",
+                "rel_error", "within", "bottleneck", "rule")
         tables["allreduce_vs_measured"] = {
             ("within_tolerance" if k == "within" else k):
             ([int(r[k]) if k == "within" else r[k] for r in measured], mu.get(k, "1")) for k in cols}

@@ -21,6 +21,13 @@ The result is the time at which the last node has copied the last chunk out.
 
 The event loop is a heap of (time, seq, event) with resources assigned in ready-time order, so each
 resource is non-preemptive FIFO. Cost: about 6 events per node per tree-chunk.
+
+The ring (simulate_ring_allreduce, HFReduce's `--inter-node ring`): the node leaders form the ring
+0 -> 1 -> ... -> n-1 -> 0; every chunk is cut into n segments of chunk_bytes / n. Reduce-scatter:
+at step s (0..n-2) node v sends segment (v - s) mod n to v+1, which adds it to its own (t_red per
+segment on its CPU) before sending the sum on at step s+1; allgather: n-1 more steps forward the
+finished segments. A node copies the chunk out (t_out) once it holds all n finished segments.
+Successive chunks overlap freely, as the tree's do; the same ports (and token buckets) as above.
 """
 import heapq
 
@@ -253,3 +260,96 @@ def single_chunk_time_pow2(n, chunk_bytes, bw, latency, t_in, t_red, t_out):
     up = (k - 1) * (latency + 2 * tau + 2 * t_red) + (latency + tau + t_red)
     down = (latency + tau) + (k - 1) * (latency + 2 * tau)
     return t_in + up + down + t_out
+
+
+def simulate_ring_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out, burst_bytes=0,
+                            depth=None):
+    """Simulated time (s) of a pipelined ring allreduce over n nodes (module doc).
+
+    chunks: pieces of chunk_bytes each (the whole chunk, not a tree's half); t_in / t_out: a chunk
+    through copy-in / copy-out; t_red: adding one received segment (chunk_bytes / n).
+    depth: chunks a leader has in flight (the library's pipeline_depth): chunk i starts round the
+    ring once chunk i - depth has finished there, and chunks finish in order; None: no limit."""
+    if n == 1:
+        return simulate_tree_allreduce(1, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out,
+                                       trees=1)
+    segment = chunk_bytes / n
+    tx_port = [_Port(bw, burst_bytes) for _ in range(n)]
+    rx_port = [_Port(bw, burst_bytes) for _ in range(n)]
+    cpu_free = [0.0] * n
+    h2d_free = [0.0] * n
+    last_step = 2 * n - 3                       # steps 0..n-2 reduce-scatter, n-1..2n-3 allgather
+    held = [dict() for _ in range(n)]           # finished segments of chunk i at node v
+    done = [dict() for _ in range(n)]           # finished chunks not yet retired (in order)
+    retired = [0] * n
+    last_retire = [0.0] * n
+    window = chunks if depth is None else max(1, int(depth))
+    heap = [((i + 1) * t_in, v * chunks + i, 0, v, i, 0) for v in range(n) for i in range(min(window, chunks))]
+    heapq.heapify(heap)
+    seq = len(heap)
+    finish = 0.0
+    while heap:
+        now, _s, kind, v, i, step = heapq.heappop(heap)
+        if kind == 0:                           # v sends step `step` of chunk i to its successor
+            w = (v + 1) % n
+            tx, rx = tx_port[v], rx_port[w]
+            start = max(now, tx.free)
+            tx.free = start + tx.pass_time(start, segment)
+            rx_start = max(start + latency, rx.free)
+            rx.free = max(tx.free + latency, rx_start + rx.pass_time(rx_start, segment))
+            heapq.heappush(heap, (rx.free, seq, 1, w, i, step))
+            seq += 1
+            continue
+        finished = False
+        if step < n - 1:                        # reduce-scatter: add, then pass the sum on
+            start = max(now, cpu_free[v])
+            cpu_free[v] = start + t_red
+            heapq.heappush(heap, (cpu_free[v], seq, 0, v, i, step + 1))
+            seq += 1
+            finished = step == n - 2            # v's own segment is complete
+            when = cpu_free[v]
+        else:                                   # allgather: keep it, forward unless last
+            if step < last_step:
+                heapq.heappush(heap, (now, seq, 0, v, i, step + 1))
+                seq += 1
+            finished, when = True, now
+        if not finished:
+            continue
+        got = held[v].get(i, 0) + 1
+        held[v][i] = got
+        if got < n:                             # n-1 gathered + its own: the chunk is done
+            continue
+        del held[v][i]
+        done[v][i] = when
+        while retired[v] in done[v]:            # retire in order, copy out, admit the next
+            k = retired[v]
+            last_retire[v] = max(last_retire[v], done[v].pop(k))
+            start = max(last_retire[v], h2d_free[v])
+            h2d_free[v] = start + t_out
+            finish = max(finish, h2d_free[v])
+            retired[v] += 1
+            nxt = k + window
+            if window < chunks and nxt < chunks:
+                heapq.heappush(heap, (max((nxt + 1) * t_in, last_retire[v]), seq, 0, v, nxt, 0))
+                seq += 1
+    return finish
+
+
+def closed_form_ring_allreduce(n, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out, depth=None):
+    """Closed form of simulate_ring_allreduce (same inputs):
+
+    chain = 2(n-1)(tau + latency) + (n-1) t_red      one chunk round the ring, tau = chunk/n / bw
+    P     = max(t_in, t_out, (n-1) t_red, 2(n-1) tau, chain / depth)
+    T     = (chunks - 1) P + t_in + chain + t_out
+    chain / depth: at most `depth` chunks are in flight, so a window of them costs one chain (the
+    latency of 2(n-1) dependent steps, which no amount of bandwidth hides). Link-bound with an
+    open window this is 2(n-1)/n S / bw + 2(n-1) latency + the node stages' fill: the library's
+    T_ring (models/inter_node.py)."""
+    if n == 1:
+        return closed_form_tree_allreduce(1, chunks, chunk_bytes, bw, latency, t_in, t_red, t_out,
+                                          trees=1)
+    tau = chunk_bytes / n / bw
+    chain = 2 * (n - 1) * (tau + latency) + (n - 1) * t_red
+    period = max(t_in, t_out, (n - 1) * t_red, 2 * (n - 1) * tau,
+                 chain / depth if depth else 0.0)
+    return (chunks - 1) * period + t_in + chain + t_out
