@@ -1,7 +1,9 @@
 // Shows the harness adds no visible overhead: 8-byte allreduce latency as the harness measures it
-// (per-iteration timing, watchdog armed, slowest rank per iteration) against a bare timed
-// MPI_Allreduce loop, in the same run, interleaved so both see the same machine state.
-#include <chrono>
+// against a bare timed MPI_Allreduce loop, interleaved round by round in one run so both see the
+// same machine state. The harness side is the sweep's own code (ffb::PlacementMeasurer: warm-up,
+// the timed loop with its clock and watchdog, the combination over ranks, validation) driving an
+// MPI_Allreduce backend, not a copy of its loop that could drift from it.
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -9,46 +11,59 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include "ffb/collective.h"
 #include "ffb/error.h"
 #include "ffb/mpi_env.h"
 #include "ffb/program.h"
 #include "ffb/stats.h"
-#include "ffb/timer.h"
-#include "ffb/watchdog.h"
 
 namespace {
 
-// The bare loop: what a user would write by hand.
-double bare_loop_us(MPI_Comm comm, int iters) {
+using ffb::DataType;
+using ffb::ReduceOp;
+
+// The backend the harness drives: MPI_Allreduce of doubles, summed; in-place as the harness asks.
+class MpiDoubleSum final : public ffb::CollectiveBackend {
+ public:
+  explicit MpiDoubleSum(MPI_Comm comm) : comm_(comm) {}
+  std::string name() const override { return "mpi"; }
+  bool supports(DataType t, ReduceOp op) const override {
+    return t == DataType::f64 && op == ReduceOp::sum;
+  }
+  void run(const void* send, void* recv, std::size_t count, DataType, ReduceOp) override {
+    MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, static_cast<int>(count), MPI_DOUBLE,
+                  MPI_SUM, comm_);
+  }
+  bool has_metrics() const override { return false; }
+
+ private:
+  MPI_Comm comm_;
+};
+
+// The benchmark's communicator, as the harness has its own: a duplicate of the world.
+class DupComm {
+ public:
+  explicit DupComm(MPI_Comm parent) { MPI_Comm_dup(parent, &comm_); }
+  ~DupComm() { MPI_Comm_free(&comm_); }
+  DupComm(const DupComm&) = delete;
+  DupComm& operator=(const DupComm&) = delete;
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
+// The bare loop: what a user would write by hand, and what OSU reports (the slowest rank's mean).
+double bare_loop_us(MPI_Comm comm, int iters, bool in_place) {
   double in = 1.0, out = 0.0;
+  const void* send = in_place ? MPI_IN_PLACE : &in;
   MPI_Barrier(comm);
   const double t0 = MPI_Wtime();
-  for (int i = 0; i < iters; ++i) MPI_Allreduce(&in, &out, 1, MPI_DOUBLE, MPI_SUM, comm);
+  for (int i = 0; i < iters; ++i) MPI_Allreduce(send, &out, 1, MPI_DOUBLE, MPI_SUM, comm);
   const double local = (MPI_Wtime() - t0) / iters * 1e6;
   double slowest = 0;
   MPI_Allreduce(&local, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
   return slowest;
-}
-
-// The harness's way: per-iteration reads of the harness's clock around a watchdog-armed call,
-// then the slowest rank per iteration, then the mean over iterations.
-double harness_loop_us(MPI_Comm comm, int iters, ffb::Watchdog& watchdog,
-                       const ffb::TickClock& clock, double* slowest_of_means = nullptr) {
-  double in = 1.0, out = 0.0;
-  std::vector<double> local(static_cast<std::size_t>(iters)), slowest(local.size());
-  MPI_Barrier(comm);
-  for (int i = 0; i < iters; ++i) {
-    const auto t0 = clock.now();
-    watchdog.arm();
-    MPI_Allreduce(&in, &out, 1, MPI_DOUBLE, MPI_SUM, comm);
-    watchdog.disarm();
-    local[static_cast<std::size_t>(i)] = clock.to_us(clock.now() - t0);
-  }
-  MPI_Allreduce(local.data(), slowest.data(), iters, MPI_DOUBLE, MPI_MAX, comm);
-  double mean_local = ffb::summarize(local).mean, worst_mean = 0;
-  MPI_Allreduce(&mean_local, &worst_mean, 1, MPI_DOUBLE, MPI_MAX, comm);
-  if (slowest_of_means != nullptr) *slowest_of_means = worst_mean;
-  return ffb::summarize(slowest).mean;
 }
 
 struct Args {
@@ -61,6 +76,7 @@ constexpr const char* kProgram = "harness_overhead_bench";
 constexpr int kMaxIters = 1000000;
 constexpr int kMaxRounds = 1000;
 constexpr double kMaxTimeoutS = 7 * 24 * 3600.0;
+constexpr double kTargetRatio = 1.03;  // issue #17: the harness within 3% of the bare loop
 
 void add_options(CLI::App& app, Args& a) {
   app.add_option("-n,--iters", a.iters, "allreduces per loop and round (1 to 1000000)")
@@ -81,40 +97,98 @@ void check(const Args& a) {
                                       a.timeout_s, kMaxTimeoutS));
 }
 
-void measure(const Args& a) {
-  int rank = 0, size = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  ffb::Watchdog watchdog(MPI_COMM_WORLD, a.timeout_s, [] { return std::string("overhead loop"); });
-  const ffb::TickClock clock;                      // the harness's clock
-  bare_loop_us(MPI_COMM_WORLD, a.iters / 10 + 1);  // warm-up
-  std::vector<double> bare, harness, harness_means;
-  for (int r = 0; r < a.rounds; ++r) {
-    bare.push_back(bare_loop_us(MPI_COMM_WORLD, a.iters));
-    double m = 0;
-    harness.push_back(harness_loop_us(MPI_COMM_WORLD, a.iters, watchdog, clock, &m));
-    harness_means.push_back(m);
+// Per round (rank 0): each loop's latency, us.
+struct Rounds {
+  std::vector<double> bare, harness, harness_mean_of_max;  // out-of-place
+  std::vector<double> bare_in_place, harness_in_place;
+};
+
+// The harness's options for this point: the defaults a user gets (warm-up 5, validation, -a max),
+// with this bench's iterations and timeout.
+ffb::CollectiveOptions harness_options(const Args& a) {
+  ffb::CollectiveOptions opt;
+  opt.min_bytes = opt.max_bytes = sizeof(double);
+  opt.iters = a.iters;
+  opt.timeout_s = a.timeout_s;
+  opt.types = {DataType::f64};
+  opt.ops = {ReduceOp::sum};
+  return opt;
+}
+
+// Every rank has the validation's total, so all of them stop together.
+ffb::PlacementTiming checked(const ffb::PlacementTiming& t) {
+  if (t.wrong != 0)
+    throw std::runtime_error(
+        fmt::format("{}: the harness's allreduce failed validation ({} wrong)", kProgram, t.wrong));
+  return t;
+}
+
+// One harness and one bare loop per placement and round; which goes first alternates by round,
+// so neither always runs in the other's wake (a loop right after a bare one read up to 1.5%
+// slower on the 2-core VM; docs/harness.md).
+Rounds measure_rounds(const Args& a, const ffb::Topology& topo, MPI_Comm comm) {
+  MpiDoubleSum backend(comm);
+  ffb::PlacementMeasurer harness(comm, topo, harness_options(a), backend, sizeof(double));
+  bare_loop_us(comm, a.iters / 10 + 1, false);  // warm-up (the harness warms up by itself)
+  Rounds r;
+  for (int round = 0; round < a.rounds; ++round) {
+    for (const bool in_place : {false, true}) {
+      double bare = 0;
+      ffb::PlacementTiming timed;
+      if (round % 2 == 0) bare = bare_loop_us(comm, a.iters, in_place);
+      timed = checked(harness.measure(1, DataType::f64, ReduceOp::sum, in_place));
+      if (round % 2 == 1) bare = bare_loop_us(comm, a.iters, in_place);
+      (in_place ? r.bare_in_place : r.bare).push_back(bare);
+      (in_place ? r.harness_in_place : r.harness).push_back(timed.time_us);
+      if (!in_place) r.harness_mean_of_max.push_back(timed.time_mean_us);
+    }
   }
-  if (rank != 0) return;
-  const auto b = ffb::summarize(bare).p50;
-  const auto h = ffb::summarize(harness).p50;
+  return r;
+}
+
+double median(const std::vector<double>& v) { return ffb::summarize(v).p50; }
+
+std::vector<double> ratios(const std::vector<double>& num, const std::vector<double>& den) {
+  std::vector<double> out;
+  for (std::size_t i = 0; i < num.size(); ++i) out.push_back(num[i] / den[i]);
+  return out;
+}
+
+void print_report(const Args& a, int size, const Rounds& r) {
+  const double b = median(r.bare), h = median(r.harness);
+  const auto per_round = ffb::summarize(ratios(r.harness, r.bare));
   fmt::print(
-      "# harness overhead, 8 B MPI_Allreduce (double sum), {} ranks, {} iterations x {} "
-      "rounds (median of rounds)\n",
+      "# harness overhead, 8 B MPI_Allreduce (double sum), {} ranks, {} iterations x {} rounds, "
+      "interleaved (median of rounds)\n"
+      "# harness: the sweep's code (ffb::PlacementMeasurer), -w 5, -a max, validation on\n",
       size, a.iters, a.rounds);
-  fmt::print("{:>24} {:>12}\n", "loop", "latency (us)");
-  fmt::print("{:>24} {:12.3f}\n", "bare MPI_Allreduce", b);
-  fmt::print("{:>24} {:12.3f}\n", "harness-timed", h);
-  fmt::print("{:>24} {:12.3f}\n", "  same, max of means", ffb::summarize(harness_means).p50);
-  fmt::print("{:>24} {:12.3f}\n", "ratio harness/bare", h / b);
+  fmt::print("{:>40} {:>12}\n", "loop", "latency (us)");
+  fmt::print("{:>40} {:12.3f}\n", "bare MPI_Allreduce", b);
+  fmt::print("{:>40} {:12.3f}\n", "harness-timed (`time` column)", h);
+  fmt::print("{:>40} {:12.3f}\n", "  time_mean (mean of per-iter. max)",
+             median(r.harness_mean_of_max));
+  fmt::print("{:>40} {:12.3f}\n", "ratio harness/bare", h / b);
+  fmt::print("{:>40} {:.3f} .. {:.3f} .. {:.3f}\n", "per-round ratio min .. median .. max",
+             per_round.min, per_round.p50, per_round.max);
+  const double bi = median(r.bare_in_place), hi = median(r.harness_in_place);
+  fmt::print("{:>40} {:12.3f}\n", "in-place: bare MPI_Allreduce", bi);
+  fmt::print("{:>40} {:12.3f}\n", "in-place: harness-timed", hi);
+  fmt::print("{:>40} {:12.3f}\n", "in-place: ratio harness/bare", hi / bi);
+  fmt::print("# ratio {:.3f} {} {:.2f} (the target of issue #17)\n", h / b,
+             h / b <= kTargetRatio ? "<=" : "> ", kTargetRatio);
 }
 
 class HarnessOverheadBench final : public ffb::Program {
  public:
   void add_options(CLI::App& app) override { ::add_options(app, a_); }
   void validate() override { check(a_); }
-  int run(ffb::ProgramContext&) override {
-    measure(a_);
+  int run(ffb::ProgramContext& ctx) override {
+    Rounds r;
+    {
+      const DupComm comm(ctx.comm);
+      r = measure_rounds(a_, ctx.topology, comm.get());
+    }
+    if (ctx.root()) print_report(a_, ctx.size, r);
     return ffb::kExitOk;
   }
 

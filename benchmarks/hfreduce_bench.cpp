@@ -57,9 +57,13 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
     comm_->allreduce(send, recv, count, t, op);
   }
 
+  // Called after every timed call (outside the timed span): one allocation for all of them.
   std::vector<ffb::Metric> last_metrics() const override {
     const auto& s = comm_->last_stage_times();
-    std::vector<ffb::Metric> m{{"fallback", "1", s.used_fallback ? 1.0 : 0.0}};
+    std::vector<ffb::Metric> m;
+    m.reserve(7);
+    m.push_back({"fallback", "1", s.used_fallback ? 1.0 : 0.0});
+    m.push_back({"algorithm", "1", 0, hfreduce::name_of(s.algorithm)});
     flags_.add_stage_metrics(s, m);
     return m;
   }
@@ -71,7 +75,7 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   }
 
   void describe(ffb::RunRecord& run) const override {
-    flags_.describe(run, comm_->layout());
+    flags_.describe(run, *comm_);
     run.attrs["hfreduce_fallback_bytes"] = static_cast<std::int64_t>(flags_.options.fallback_bytes);
     run.attrs["hfreduce_memory_traffic_per_node"] = comm_->memory_traffic_per_node();
     run.attrs["host_membw_add_gbps"] = membw_gbps_;

@@ -1,11 +1,15 @@
 // The collective result row's one column list and what is made of it (collective_rows.h).
 #include "collective_rows.h"
 
+#include <algorithm>
 #include <map>
+#include <set>
+#include <stdexcept>
 #include <type_traits>
 #include <utility>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace ffb {
 namespace {
@@ -158,23 +162,41 @@ void append(Column& column, const CellValue& v) {
       column.data);
 }
 
-// The backends' metrics, one column each (NaN where a row has none), sorted by name.
+// One metric's column while the table is built: numbers, and texts in case it is a text column.
+struct MetricColumn {
+  std::string units;
+  bool text = false;  // some placement has a text value: a string column
+  std::vector<double> numbers;
+  std::vector<std::string> texts;
+};
+
+// The backends' metrics, one column each, sorted by name: a float64 column (NaN where a row has
+// none) or, for a text metric, a string column ("" where a row has none).
 void add_metric_columns(Table& table, const std::vector<SweepRow>& rows) {
-  std::map<std::string, std::pair<std::string, std::vector<double>>> metric_cols;
+  std::map<std::string, MetricColumn> metric_cols;
   std::size_t index = 0;
   for (const auto& row : rows)
     for (const auto& r : row.place) {
       for (const auto& m : r.metrics) {
         auto& col = metric_cols[m.name];
-        col.first = m.units;
-        col.second.resize(index, std::nan(""));
-        col.second.push_back(m.value);
+        col.units = m.units;
+        col.text = col.text || !m.text.empty();
+        col.numbers.resize(index, std::nan(""));
+        col.numbers.push_back(m.value);
+        col.texts.resize(index);
+        col.texts.push_back(m.text.empty() ? fmt::format("{:g}", m.value) : m.text);
       }
       ++index;
     }
   for (auto& [name, col] : metric_cols) {
-    col.second.resize(index, std::nan(""));
-    table.add_f64(name, col.first) = col.second;
+    if (col.text) {
+      col.texts.resize(index);
+      table.add_str(name) = std::move(col.texts);
+      table.columns.back().units = col.units;
+    } else {
+      col.numbers.resize(index, std::nan(""));
+      table.add_f64(name, col.units) = std::move(col.numbers);
+    }
   }
 }
 
@@ -187,6 +209,8 @@ std::string placement_extras(const PlacementResult& r, bool show_metrics, bool a
         if (m.value > 0) items.emplace_back("(MPI fallback)");
       } else if (m.name == "ceiling_fraction") {
         items.push_back(fmt::format("{:.0f}% of ceiling", 100.0 * m.value));
+      } else if (!m.text.empty()) {
+        items.push_back(fmt::format("{}={}", m.name, m.text));
       } else {
         items.push_back(fmt::format("{}={:.1f}", m.name, m.value));
       }
@@ -198,7 +222,75 @@ std::string placement_extras(const PlacementResult& r, bool show_metrics, bool a
   return out;
 }
 
+// One name's figures over ranks while combine_rank_metrics reads them.
+struct RankFigures {
+  std::string units;
+  double worst = std::nan("");
+  std::set<std::string> texts;
+};
+
+void merge_rank_figures(const nlohmann::json& entry, RankFigures& f) {
+  f.units = entry.at("units").get<std::string>();
+  if (const auto texts = entry.find("texts"); texts != entry.end()) {
+    for (const auto& t : *texts) f.texts.insert(t.get<std::string>());
+    return;
+  }
+  const auto& v = entry.at("value");  // null: NaN (JSON has none)
+  const double x = v.is_number() ? v.get<double>() : std::nan("");
+  if (!std::isnan(x) && (std::isnan(f.worst) || x > f.worst)) f.worst = x;
+}
+
 }  // namespace
+
+MetricSums::Slot& MetricSums::slot_for(const Metric& m, std::size_t position) {
+  if (position < slots_.size() && slots_[position].name == m.name) return slots_[position];
+  for (auto& s : slots_)
+    if (s.name == m.name) return s;
+  slots_.push_back(Slot{.name = m.name, .units = m.units, .sum = 0, .texts = {}});
+  return slots_.back();
+}
+
+void MetricSums::add(const std::vector<Metric>& metrics) {
+  for (std::size_t k = 0; k < metrics.size(); ++k) {
+    const Metric& m = metrics[k];
+    Slot& slot = slot_for(m, k);
+    if (m.text.empty())
+      slot.sum += m.value;
+    else if (std::find(slot.texts.begin(), slot.texts.end(), m.text) == slot.texts.end())
+      slot.texts.push_back(m.text);
+  }
+}
+
+std::string MetricSums::encode(std::size_t iterations) const {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& s : slots_) {
+    nlohmann::json entry{{"name", s.name}, {"units", s.units}};
+    if (!s.texts.empty())
+      entry["texts"] = s.texts;
+    else
+      entry["value"] = iterations > 0 ? s.sum / static_cast<double>(iterations) : std::nan("");
+    out.push_back(std::move(entry));
+  }
+  return out.dump();
+}
+
+std::vector<Metric> combine_rank_metrics(const std::vector<std::string>& encoded) {
+  std::map<std::string, RankFigures> figures;
+  for (std::size_t rank = 0; rank < encoded.size(); ++rank) {
+    const auto doc = nlohmann::json::parse(encoded[rank], nullptr, false);
+    if (!doc.is_array())
+      throw std::logic_error(fmt::format("collective metrics: rank {} sent no list", rank));
+    for (const auto& entry : doc)
+      merge_rank_figures(entry, figures[entry.at("name").get<std::string>()]);
+  }
+  std::vector<Metric> out;
+  for (const auto& [name, f] : figures) {
+    std::string text;
+    for (const auto& t : f.texts) text += (text.empty() ? "" : "+") + t;
+    out.push_back({name, f.units, f.texts.empty() ? f.worst : 0.0, text});
+  }
+  return out;
+}
 
 const std::vector<ResultColumn>& result_columns() {
   static const std::vector<ResultColumn> columns = make_columns();

@@ -22,12 +22,41 @@ namespace ffb {
 
 struct PlacementResult {
   std::vector<double> t_max, t_min, t_avg, t_rank0;  // per iteration, us (valid on rank 0)
-  Summary summary;
+  Summary summary;                                   // of t_max
+  // time_us: each rank's mean iteration time, combined over ranks as -a says (max: the slowest
+  // rank's), as nccl-tests and OSU time a batch; not the mean of t_max, which jitter between
+  // ranks biases upwards (summary.mean keeps that one).
   double time_us = 0, algbw = 0, busbw = 0;
   std::int64_t wrong = -1;
   double accuracy = std::nan("");
-  std::vector<Metric> metrics;  // mean over iterations, slowest rank; + ceiling_fraction
+  std::vector<Metric> metrics;  // sorted by name (combine_rank_metrics); + ceiling_fraction
 };
+
+// The backend's metrics of one placement's timed calls on this rank, summed without a map or an
+// allocation per call: backends report the same names in the same order every call, so the k-th
+// metric's slot is found at once (another name is searched for, a new one gets a new slot).
+class MetricSums {
+ public:
+  void add(const std::vector<Metric>& metrics);
+  // This rank's figures as JSON text, for the gather to rank 0: per name its units and either
+  // the sum over `iterations` divided by them, or the distinct texts.
+  std::string encode(std::size_t iterations) const;
+
+ private:
+  struct Slot {
+    std::string name, units;
+    double sum = 0;
+    std::vector<std::string> texts;  // distinct values, in order of first appearance
+  };
+  Slot& slot_for(const Metric& m, std::size_t position);
+
+  std::vector<Slot> slots_;
+};
+
+// Rank 0: one placement's metrics from every rank's MetricSums::encode, sorted by name. A number
+// is the slowest rank's mean (NaN where no rank has a number); a text the distinct values over
+// ranks and calls, sorted, joined with "+". A name that is a text anywhere is a text.
+std::vector<Metric> combine_rank_metrics(const std::vector<std::string>& encoded);
 
 // One printed row: a size, type and op, out-of-place (place[0]) and in-place (place[1]).
 struct SweepRow {

@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <optional>
 #include <random>
 #include <thread>
@@ -142,25 +141,56 @@ SweepPlan plan_sweep(const std::vector<std::uint64_t>& sizes, const CollectiveOp
   return plan;
 }
 
+// The call a timed loop repeats.
+struct TimedCall {
+  const void* send;
+  void* recv;
+  std::size_t count;
+  DataType type;
+  ReduceOp op;
+};
+
+// One placement's timed iterations on this rank.
+struct TimedLoop {
+  // Per iteration (us), and one more element: this rank's mean iteration time, so that one
+  // reduction over ranks combines both (Runner::combine_over_ranks).
+  std::vector<double> times;
+  MetricSums metrics;
+};
+
 class Runner {
  public:
   Runner(MPI_Comm comm, const Topology& topo, const CollectiveOptions& opt,
          CollectiveBackend& backend)
-      : comm_(comm), topo_(topo), opt_(opt), backend_(backend) {}
+      : comm_(comm),
+        topo_(topo),
+        opt_(opt),
+        backend_(backend),
+        stall_pending_(opt.inject_stall_rank == topo.rank) {}
 
   // Measures, prints and keeps every row (rank 0), adds the collective table to the record.
   SweepOutcome run_sweep(const std::vector<std::uint64_t>& sizes, RunRecord& record);
 
- private:
+  // Buffers for messages up to max_bytes and the watchdog; then measure() one placement of the
+  // point set by set_point() (PlacementMeasurer uses these two directly).
   void prepare(std::uint64_t max_bytes);
+  void set_point(std::size_t bytes, DataType t, ReduceOp op);
+  PlacementResult measure(std::size_t count, DataType t, ReduceOp op, bool in_place);
+
+ private:
   void print_start(const SweepPlan& plan) const;
   SweepRow measure_row(const PlannedRow& planned);
   void record_row(SweepRow row, SweepOutcome& outcome);
   void print_row(const SweepRow& row) const;
-  PlacementResult measure(std::size_t count, DataType t, ReduceOp op, bool in_place);
+  TimedLoop timed_loop(const TimedCall& call);
+  void plain_iterations(const TimedCall& call, std::vector<std::uint64_t>& ticks);
+  void general_iterations(const TimedCall& call, std::vector<std::uint64_t>& ticks,
+                          MetricSums& sums);
+  void combine_over_ranks(TimedLoop& loop, PlacementResult& res) const;
   std::int64_t validate(std::size_t count, DataType t, ReduceOp op, bool in_place);
   double accuracy(std::size_t count, DataType t, ReduceOp op, bool in_place);
   void timed_call(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op);
+  void stall_if_timed();
 
   MPI_Comm comm_;
   const Topology& topo_;
@@ -171,18 +201,128 @@ class Runner {
   std::unique_ptr<DeviceBuffer> send_, recv_;
   std::vector<unsigned char> host_;  // staging for inputs and downloaded results
   std::vector<SweepRow> rows_;       // rank 0: every printed row, in order
-  bool stall_pending_ = true;
+  bool stall_pending_;               // test-only: this rank stalls in its first timed call
   TickClock clock_;
 };
 
-void Runner::timed_call(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) {
+// Two relaxed stores around the backend's call (and a test-only stall), inlined into the timed
+// loop: a call less per iteration.
+[[gnu::always_inline]] inline void Runner::timed_call(const void* send, void* recv,
+                                                      std::size_t count, DataType t, ReduceOp op) {
   watchdog_->arm();
-  if (stall_pending_ && opt_.inject_stall_rank == topo_.rank && progress_.phase.load() == 1) {
-    stall_pending_ = false;
-    std::this_thread::sleep_for(std::chrono::duration<double>(opt_.inject_stall_s));
-  }
+  if (stall_pending_) [[unlikely]]
+    stall_if_timed();
   backend_.run(send, recv, count, t, op);
   watchdog_->disarm();
+}
+
+// Test-only (--inject-stall-rank): this rank stalls once, in its first timed call.
+void Runner::stall_if_timed() {
+  if (progress_.phase.load(std::memory_order_relaxed) != 1) return;
+  stall_pending_ = false;
+  std::this_thread::sleep_for(std::chrono::duration<double>(opt_.inject_stall_s));
+}
+
+void Runner::set_point(std::size_t bytes, DataType t, ReduceOp op) {
+  progress_.bytes.store(bytes);
+  progress_.type.store(static_cast<int>(t));
+  progress_.op.store(static_cast<int>(op));
+}
+
+// One clock read per iteration: the end of iteration i is the start of i + 1, so the iteration
+// times add up to the loop's time and the clock (11 ns a read on the 2-core build VM) is read
+// once per call. The ranks start together: a barrier, then the first read.
+TimedLoop Runner::timed_loop(const TimedCall& call) {
+  const auto n = static_cast<std::size_t>(opt_.iters);
+  TimedLoop loop;
+  std::vector<std::uint64_t> ticks(n + 1);
+  const bool plain = !opt_.blocking && !backend_.has_metrics() && !stall_pending_;
+  MPI_Barrier(comm_);
+  if (plain)
+    plain_iterations(call, ticks);
+  else
+    general_iterations(call, ticks, loop.metrics);
+  loop.times.resize(n + 1);
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    loop.times[i] = clock_.to_us(ticks[i]);
+    total += ticks[i];
+  }
+  loop.times[n] = n > 0 ? clock_.to_us(total) / static_cast<double>(n) : 0.0;
+  return loop;
+}
+
+// The common case (no -z 1, no metrics, no stall to inject): between two calls only the clock,
+// the watchdog's stores and the iteration it names. Time stamps, made differences afterwards.
+void Runner::plain_iterations(const TimedCall& call, std::vector<std::uint64_t>& ticks) {
+  const std::size_t n = ticks.size() - 1;
+  Watchdog& watchdog = *watchdog_;
+  ticks[0] = clock_.now();
+  for (std::size_t i = 0; i < n; ++i) {
+    progress_.iteration.store(static_cast<int>(i), std::memory_order_relaxed);
+    watchdog.arm();
+    backend_.run(call.send, call.recv, call.count, call.type, call.op);
+    watchdog.disarm();
+    ticks[i + 1] = clock_.now();
+  }
+  for (std::size_t i = 0; i < n; ++i) ticks[i] = ticks[i + 1] - ticks[i];
+}
+
+// Everything else: the clock is read again after what must not be timed, the -z 1 barrier and
+// the backend's metrics. ticks[i] is iteration i's time.
+void Runner::general_iterations(const TimedCall& call, std::vector<std::uint64_t>& ticks,
+                                MetricSums& sums) {
+  const std::size_t n = ticks.size() - 1;
+  const bool ask_metrics = backend_.has_metrics();
+  std::uint64_t start = clock_.now();
+  for (std::size_t i = 0; i < n; ++i) {
+    progress_.iteration.store(static_cast<int>(i), std::memory_order_relaxed);
+    if (opt_.blocking) {
+      MPI_Barrier(comm_);
+      start = clock_.now();
+    }
+    timed_call(call.send, call.recv, call.count, call.type, call.op);
+    const std::uint64_t end = clock_.now();
+    ticks[i] = end - start;
+    start = end;
+    if (!ask_metrics) continue;
+    const std::vector<Metric> metrics = backend_.last_metrics();
+    if (metrics.empty()) continue;
+    sums.add(metrics);
+    start = clock_.now();
+  }
+}
+
+// Per iteration over ranks (the iteration ends when its slowest rank does: iter_time_max and
+// its statistics), and each rank's mean combined as -a says: the `time` column.
+void Runner::combine_over_ranks(TimedLoop& loop, PlacementResult& res) const {
+  const std::size_t n = loop.times.size() - 1;
+  const int len = static_cast<int>(n + 1);
+  res.t_max.resize(n + 1);
+  res.t_min.resize(n + 1);
+  res.t_avg.resize(n + 1);
+  MPI_Reduce(loop.times.data(), res.t_max.data(), len, MPI_DOUBLE, MPI_MAX, 0, comm_);
+  MPI_Reduce(loop.times.data(), res.t_min.data(), len, MPI_DOUBLE, MPI_MIN, 0, comm_);
+  MPI_Reduce(loop.times.data(), res.t_avg.data(), len, MPI_DOUBLE, MPI_SUM, 0, comm_);
+  for (auto& v : res.t_avg) v /= topo_.size;
+  switch (opt_.average) {
+    case AverageMode::rank0:
+      res.time_us = loop.times[n];
+      break;
+    case AverageMode::avg:
+      res.time_us = res.t_avg[n];
+      break;
+    case AverageMode::min:
+      res.time_us = res.t_min[n];
+      break;
+    case AverageMode::max:
+      res.time_us = res.t_max[n];
+      break;
+  }
+  for (auto* v : {&res.t_max, &res.t_min, &res.t_avg, &loop.times}) v->pop_back();
+  res.t_rank0 = std::move(loop.times);
+  const auto encoded = allgather_strings(comm_, loop.metrics.encode(n));
+  if (topo_.rank == 0) res.metrics = combine_rank_metrics(encoded);
 }
 
 PlacementResult Runner::measure(std::size_t count, DataType t, ReduceOp op, bool in_place) {
@@ -199,49 +339,12 @@ PlacementResult Runner::measure(std::size_t count, DataType t, ReduceOp op, bool
     progress_.iteration.store(i, std::memory_order_relaxed);
     timed_call(send, recv, count, t, op);
   }
-  MPI_Barrier(comm_);
 
   progress_.phase.store(1, std::memory_order_relaxed);
-  const auto n = static_cast<std::size_t>(opt_.iters);
-  std::vector<double> local(n);
-  std::map<std::string, std::pair<std::string, double>> metric_sums;
-  for (std::size_t i = 0; i < n; ++i) {
-    progress_.iteration.store(static_cast<int>(i), std::memory_order_relaxed);
-    if (opt_.blocking) MPI_Barrier(comm_);
-    const auto t0 = clock_.now();
-    timed_call(send, recv, count, t, op);
-    const auto t1 = clock_.now();
-    local[i] = clock_.to_us(t1 - t0);
-    for (const auto& m : backend_.last_metrics()) {
-      auto& slot = metric_sums[m.name];
-      slot.first = m.units;
-      slot.second += m.value;
-    }
-  }
-
-  // Per-iteration combination over ranks: the iteration ends when its slowest rank does.
-  const bool root = topo_.rank == 0;
-  res.t_max.resize(n);
-  res.t_min.resize(n);
-  res.t_avg.resize(n);
-  MPI_Reduce(local.data(), res.t_max.data(), static_cast<int>(n), MPI_DOUBLE, MPI_MAX, 0, comm_);
-  MPI_Reduce(local.data(), res.t_min.data(), static_cast<int>(n), MPI_DOUBLE, MPI_MIN, 0, comm_);
-  MPI_Reduce(local.data(), res.t_avg.data(), static_cast<int>(n), MPI_DOUBLE, MPI_SUM, 0, comm_);
-  for (auto& v : res.t_avg) v /= topo_.size;
-  res.t_rank0 = local;
-  for (auto& [name, slot] : metric_sums) {
-    const double mean = slot.second / static_cast<double>(n);
-    double worst = 0;
-    MPI_Reduce(&mean, &worst, 1, MPI_DOUBLE, MPI_MAX, 0, comm_);
-    res.metrics.push_back({name, slot.first, worst});
-  }
-  if (root) {
+  TimedLoop loop = timed_loop(TimedCall{send, recv, count, t, op});
+  combine_over_ranks(loop, res);
+  if (topo_.rank == 0) {
     res.summary = summarize(res.t_max);
-    const std::vector<double>* shown = &res.t_max;
-    if (opt_.average == AverageMode::rank0) shown = &res.t_rank0;
-    if (opt_.average == AverageMode::avg) shown = &res.t_avg;
-    if (opt_.average == AverageMode::min) shown = &res.t_min;
-    res.time_us = summarize(*shown).mean;
     res.algbw = res.time_us > 0 ? static_cast<double>(bytes) / (res.time_us * 1e3) : 0.0;
     res.busbw = res.algbw * backend_.busbw_factor(topo_.size);
   }
@@ -362,7 +465,7 @@ void Runner::prepare(std::uint64_t max_bytes) {
 SweepRow Runner::measure_row(const PlannedRow& planned) {
   const auto [t, op, count] = planned;
   SweepRow row{.bytes = count * size_of(t), .count = count, .type = t, .op = op, .place = {}};
-  progress_.bytes.store(row.bytes);
+  set_point(row.bytes, t, op);
   row.place[0] = measure(count, t, op, false);
   row.place[1] = measure(count, t, op, true);
   return row;
@@ -409,8 +512,6 @@ SweepOutcome Runner::run_sweep(const std::vector<std::uint64_t>& sizes, RunRecor
                    name_of(pair.op), backend_.name());
       continue;
     }
-    progress_.type.store(static_cast<int>(pair.type));
-    progress_.op.store(static_cast<int>(pair.op));
     for (const auto& planned : pair.rows) {
       SweepRow row = measure_row(planned);
       if (!root) continue;
@@ -538,6 +639,7 @@ class OutputFileOption final : public CollectiveBackend {
   }
   std::vector<Metric> last_metrics() const override { return b_.last_metrics(); }
   bool print_metrics() const override { return b_.print_metrics(); }
+  bool has_metrics() const override { return b_.has_metrics(); }
   double algbw_ceiling(std::size_t bytes) const override { return b_.algbw_ceiling(bytes); }
   void describe(RunRecord& run) const override { b_.describe(run); }
   std::string device_description() const override { return b_.device_description(); }
@@ -698,6 +800,38 @@ class CollectiveProgram final : public Program {
 };
 
 }  // namespace
+
+// The measurer's own copies of what the runner keeps references to.
+struct PlacementMeasurer::Impl {
+  Impl(MPI_Comm comm, const Topology& topo, const CollectiveOptions& opt,
+       CollectiveBackend& backend)
+      : topology(topo), options(opt), runner(comm, topology, options, backend) {}
+  Topology topology;
+  CollectiveOptions options;
+  Runner runner;
+  std::uint64_t max_bytes = 0;  // the buffers' size
+};
+
+PlacementMeasurer::PlacementMeasurer(MPI_Comm comm, const Topology& topology,
+                                     const CollectiveOptions& options, CollectiveBackend& backend,
+                                     std::uint64_t max_bytes)
+    : impl_(std::make_unique<Impl>(comm, topology, options, backend)) {
+  impl_->runner.prepare(max_bytes);
+  impl_->max_bytes = max_bytes;
+}
+
+PlacementMeasurer::~PlacementMeasurer() = default;
+
+PlacementTiming PlacementMeasurer::measure(std::size_t count, DataType type, ReduceOp op,
+                                           bool in_place) {
+  const std::uint64_t bytes = count * size_of(type);
+  if (bytes > impl_->max_bytes)
+    throw std::invalid_argument(fmt::format(
+        "PlacementMeasurer: {} B asked for, buffers of {} B prepared", bytes, impl_->max_bytes));
+  impl_->runner.set_point(bytes, type, op);
+  const PlacementResult r = impl_->runner.measure(count, type, op, in_place);
+  return PlacementTiming{.time_us = r.time_us, .time_mean_us = r.summary.mean, .wrong = r.wrong};
+}
 
 int collective_main(int argc, char** argv, const std::string& program,
                     std::unique_ptr<CollectiveBackend> backend) {

@@ -23,13 +23,13 @@ bool invariant_tsc() {
 #endif
 }
 
-std::uint64_t steady_ns() {
+}  // namespace
+
+std::uint64_t TickClock::steady_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::steady_clock::now().time_since_epoch())
                                         .count());
 }
-
-}  // namespace
 
 TickClock::TickClock() : tsc_(invariant_tsc()) {
 #if defined(__x86_64__)
@@ -50,13 +50,6 @@ TickClock::TickClock() : tsc_(invariant_tsc()) {
   }
 #endif
   description_ = "steady_clock";
-}
-
-std::uint64_t TickClock::now() const {
-#if defined(__x86_64__)
-  if (tsc_) return __rdtsc();
-#endif
-  return steady_ns();
 }
 
 }  // namespace ffb

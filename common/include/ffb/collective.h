@@ -49,11 +49,15 @@ struct CollectiveOptions {
 
 enum class MemorySpace { host, device };
 
-// A per-call measurement a backend exposes (HFReduce's stage times, its MPI fallback flag).
+// A per-call measurement a backend exposes (HFReduce's stage times, its MPI fallback flag, the
+// algorithm that carried the call): a number, or a text when `text` is not empty. In a row, a
+// number is the mean over the timed calls on the slowest rank; a text is the value of the timed
+// calls, or their distinct values over calls and ranks, sorted and joined with "+" ("ring+tree").
 struct Metric {
-  std::string name;   // column name in the results ("stage_copy_in")
+  std::string name;   // column name in the results ("stage_copy_in", "algorithm")
   std::string units;  // "us", "1"
   double value = 0;
+  std::string text{};  // empty: a numeric metric
 };
 
 struct BackendContext {
@@ -98,9 +102,16 @@ class CollectiveBackend {
   // in-place.
   virtual void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) = 0;
 
-  // Measurements of the last run() call; `print_metrics` shows them as table columns.
+  // Measurements of the last run() call; `print_metrics` shows them after the table's columns.
+  // Called after every timed call when has_metrics(); the harness reads its clock again
+  // afterwards, so building them is not timed (but is done between calls: keep it cheap). The
+  // same names, in the same order, on every call and rank is the fast path (a rank may lack a
+  // name: the row then has the other ranks' figures).
   virtual std::vector<Metric> last_metrics() const { return {}; }
   virtual bool print_metrics() const { return false; }
+  // false: the backend never reports metrics, and the timed loop does not ask (a virtual call
+  // and an empty vector per iteration saved, about 4 ns). The default asks.
+  virtual bool has_metrics() const { return true; }
 
   // An analytic upper bound on algbw (GB/s) for this run, e.g. HFReduce's memory-traffic ceiling;
   // 0 = none. The harness then records algbw / ceiling per row (column ceiling_fraction).
@@ -109,6 +120,31 @@ class CollectiveBackend {
   // Extra provenance (MCA settings, library versions) and this rank's device ("-" for none).
   virtual void describe(RunRecord& /*run*/) const {}
   virtual std::string device_description() const { return "-"; }
+};
+
+// One placement of one point measured by the sweep's own code (warm-up, the timed loop, the
+// combination over ranks, validation unless -c 0), for programs that study the harness itself
+// (harness_overhead_bench): what they time is what every row of collective_main is made of.
+// `backend` must be set up for `comm`. Each measure() is collective over comm.
+struct PlacementTiming {
+  double time_us = 0;       // rank 0: the `time` column (-a max: the slowest rank's mean)
+  double time_mean_us = 0;  // rank 0: time_mean, the mean of the per-iteration slowest rank
+  std::int64_t wrong = -1;  // every rank: wrong elements over all ranks (-1 under -c 0)
+};
+
+class PlacementMeasurer {
+ public:
+  PlacementMeasurer(MPI_Comm comm, const Topology& topology, const CollectiveOptions& options,
+                    CollectiveBackend& backend, std::uint64_t max_bytes);
+  ~PlacementMeasurer();
+  PlacementMeasurer(const PlacementMeasurer&) = delete;
+  PlacementMeasurer& operator=(const PlacementMeasurer&) = delete;
+
+  PlacementTiming measure(std::size_t count, DataType type, ReduceOp op, bool in_place);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
 };
 
 // Parses argv, runs the sweep, prints the nccl-tests table, writes --output, returns the exit code.

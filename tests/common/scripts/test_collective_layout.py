@@ -226,6 +226,10 @@ def expected_extras(h, show_metrics, accuracy):
              "iter_time_max", "iter_time_min", "iter_time_avg", "iter_time_rank0"}
     for name in (k for k in h if k not in fixed) if show_metrics else ():
         v = h[name]
+        if isinstance(v, str):  # a text metric ("algorithm"): "" where the row has none
+            if v:
+                items.append(f"{name}={v}")
+            continue
         if math.isnan(v):
             continue
         if name == "fallback":
