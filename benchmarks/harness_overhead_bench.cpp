@@ -1,9 +1,9 @@
-// Shows the harness adds no visible overhead: 8-byte allreduce latency as the harness measures it
-// against a bare timed MPI_Allreduce loop, interleaved round by round in one run so both see the
+// What the harness adds to a collective's time: 8-byte allreduce latency as the harness measures
+// it against a bare timed MPI_Allreduce loop, interleaved round by round in one run so both see the
 // same machine state. The harness side is the sweep's own code (ffb::PlacementMeasurer: warm-up,
 // the timed loop with its clock and watchdog, the combination over ranks, validation) driving an
 // MPI_Allreduce backend, not a copy of its loop that could drift from it.
-#include <algorithm>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,7 +34,6 @@ class MpiDoubleSum final : public ffb::CollectiveBackend {
     MPI_Allreduce(send == recv ? MPI_IN_PLACE : send, recv, static_cast<int>(count), MPI_DOUBLE,
                   MPI_SUM, comm_);
   }
-  bool has_metrics() const override { return false; }
 
  private:
   MPI_Comm comm_;
@@ -124,7 +123,7 @@ ffb::PlacementTiming checked(const ffb::PlacementTiming& t) {
 }
 
 // One harness and one bare loop per placement and round; which goes first alternates by round,
-// so neither always runs in the other's wake (a loop right after a bare one read up to 1.5%
+// so neither always runs in the other's wake (a loop right after a bare one read about 1.5%
 // slower on the 2-core VM; docs/harness.md).
 Rounds measure_rounds(const Args& a, const ffb::Topology& topo, MPI_Comm comm) {
   MpiDoubleSum backend(comm);

@@ -43,11 +43,13 @@ def run_program(program, ranks, args, tmp_path):
     return h5io.read_runs(h5)[-1], doc, res.stdout
 
 
-@pytest.mark.parametrize("average", ["0", "1", "2", "3"])
-def test_time_combines_each_ranks_mean(tmp_path, average):
+# The plain timed loop, and the other one (-z 1: the clock is read again after each barrier).
+@pytest.mark.parametrize("average,blocking", [("0", "0"), ("1", "0"), ("2", "0"), ("3", "0"),
+                                              ("2", "1"), ("3", "1")])
+def test_time_combines_each_ranks_mean(tmp_path, average, blocking):
     run, _, _ = run_program("mpi_allreduce_bench", 2, ["-b", "8", "-e", "64K", "-f", "16", "-d",
                                                        "double", "-n", "20", "-w", "1", "-a",
-                                                       average], tmp_path)
+                                                       average, "-z", blocking], tmp_path)
     c = run.tables["collective"]
     assert len(c["time"]) == 8
     for i in range(len(c["time"])):
