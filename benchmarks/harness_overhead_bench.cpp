@@ -3,6 +3,7 @@
 // same machine state. The harness side is the sweep's own code (ffb::PlacementMeasurer: warm-up,
 // the timed loop with its clock and watchdog, the combination over ranks, validation) driving an
 // MPI_Allreduce backend, not a copy of its loop that could drift from it.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -67,7 +68,9 @@ double bare_loop_us(MPI_Comm comm, int iters, bool in_place) {
 
 struct Args {
   int iters = 2000;
-  int rounds = 7;
+  // Many short rounds: the VM's noise between runs (+-4%) is larger than the harness's cost, and
+  // each round's harness/bare ratio compares two loops that ran side by side.
+  int rounds = 101;
   double timeout_s = 60.0;
 };
 
@@ -153,12 +156,16 @@ std::vector<double> ratios(const std::vector<double>& num, const std::vector<dou
   return out;
 }
 
+// The verdict is the median of the per-round ratios: each pairs two loops that ran next to each
+// other, so a slow spell of the machine (a host's steal time) moves both and cancels, where the
+// ratio of the two medians can take them from different rounds.
 void print_report(const Args& a, int size, const Rounds& r) {
   const double b = median(r.bare), h = median(r.harness);
   const auto per_round = ffb::summarize(ratios(r.harness, r.bare));
+  const auto per_round_in_place = ffb::summarize(ratios(r.harness_in_place, r.bare_in_place));
   fmt::print(
       "# harness overhead, 8 B MPI_Allreduce (double sum), {} ranks, {} iterations x {} rounds, "
-      "interleaved (median of rounds)\n"
+      "interleaved (medians over rounds)\n"
       "# harness: the sweep's code (ffb::PlacementMeasurer), -w 5, -a max, validation on\n",
       size, a.iters, a.rounds);
   fmt::print("{:>40} {:>12}\n", "loop", "latency (us)");
@@ -166,15 +173,19 @@ void print_report(const Args& a, int size, const Rounds& r) {
   fmt::print("{:>40} {:12.3f}\n", "harness-timed (`time` column)", h);
   fmt::print("{:>40} {:12.3f}\n", "  time_mean (mean of per-iter. max)",
              median(r.harness_mean_of_max));
-  fmt::print("{:>40} {:12.3f}\n", "ratio harness/bare", h / b);
+  fmt::print("{:>40} {:12.3f}\n", "ratio of the medians", h / b);
   fmt::print("{:>40} {:.3f} .. {:.3f} .. {:.3f}\n", "per-round ratio min .. median .. max",
              per_round.min, per_round.p50, per_round.max);
   const double bi = median(r.bare_in_place), hi = median(r.harness_in_place);
   fmt::print("{:>40} {:12.3f}\n", "in-place: bare MPI_Allreduce", bi);
   fmt::print("{:>40} {:12.3f}\n", "in-place: harness-timed", hi);
-  fmt::print("{:>40} {:12.3f}\n", "in-place: ratio harness/bare", hi / bi);
-  fmt::print("# ratio {:.3f} {} {:.2f} (the target of issue #17)\n", h / b,
-             h / b <= kTargetRatio ? "<=" : "> ", kTargetRatio);
+  fmt::print("{:>40} {:.3f} .. {:.3f} .. {:.3f}\n", "in-place: per-round min .. median .. max",
+             per_round_in_place.min, per_round_in_place.p50, per_round_in_place.max);
+  const double verdict = std::max(per_round.p50, per_round_in_place.p50);
+  fmt::print(
+      "# ratio harness/bare {:.3f} (the larger per-round median of the two placements) {} {:.2f} "
+      "(the target of issue #17)\n",
+      verdict, verdict <= kTargetRatio ? "<=" : "> ", kTargetRatio);
 }
 
 class HarnessOverheadBench final : public ffb::Program {

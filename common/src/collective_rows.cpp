@@ -78,6 +78,8 @@ std::vector<ResultColumn> make_columns() {
   wrong.na_unless_checked = true;
   c.push_back(std::move(wrong));
   c.push_back(stored("accuracy", "1", K::f64, [](Row, Place p) { return p.accuracy; }));
+  c.push_back(
+      stored("iters_per_sample", "count", K::i64, [](Row, Place p) { return p.iters_per_sample; }));
   // Per iteration: the slowest, fastest and mean rank, and rank 0 (what -a chooses from).
   c.push_back(stored("iter_time_max", "us", K::per_iteration,
                      [](Row, Place p) { return std::span<const double>(p.t_max); }));

@@ -30,6 +30,10 @@ struct PlacementResult {
   std::int64_t wrong = -1;
   double accuracy = std::nan("");
   std::vector<Metric> metrics;  // sorted by name (combine_rank_metrics); + ceiling_fraction
+  // Iterations per clock read in the timed loop: 1, or k when an iteration is so short that
+  // reading the clock after each would be a measurable part of it (Runner::sample_stride); the
+  // per-iteration columns then give each of the k iterations their mean.
+  std::int64_t iters_per_sample = 1;
 };
 
 // The backend's metrics of one placement's timed calls on this rank, summed without a map or an

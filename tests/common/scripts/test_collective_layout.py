@@ -223,7 +223,7 @@ def expected_extras(h, show_metrics, accuracy):
     items = []
     fixed = {"size", "count", "type", "redop", "placement", "time", "time_mean", "time_min",
              "time_p50", "time_p99", "time_max", "algbw", "busbw", "wrong", "accuracy",
-             "iter_time_max", "iter_time_min", "iter_time_avg", "iter_time_rank0"}
+             "iter_time_max", "iter_time_min", "iter_time_avg", "iter_time_rank0", "iters_per_sample"}
     for name in (k for k in h if k not in fixed) if show_metrics else ():
         v = h[name]
         if isinstance(v, str):  # a text metric ("algorithm"): "" where the row has none
