@@ -22,7 +22,11 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   void add_options(CLI::App& app) override {
     flags_.add_to(app);
     app.add_option("--fallback-bytes", fallback_text_,
-                   "messages below this use MPI_Allreduce (native types only)")
+                   "messages below this take the small-message path (--small-path)")
+        ->capture_default_str();
+    app.add_option("--small-path", small_path_text_,
+                   "below --fallback-bytes: auto (shared memory on one node, else MPI_Allreduce) "
+                   "or mpi (always MPI_Allreduce)")
         ->capture_default_str();
     app.add_option("--membw", membw_gbps_,
                    "host memory bandwidth in GB/s for the ceiling (0: measure at start-up)")
@@ -32,6 +36,7 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   void check_options(const ffb::CollectiveOptions&) override {
     flags_.check();
     (void)ffb::parse_size(fallback_text_, "--fallback-bytes");
+    (void)parse_small_path();
     if (!std::isfinite(membw_gbps_) || membw_gbps_ < 0)
       throw ffb::UsageError(fmt::format(
           "--membw {}: give a positive, finite GB/s, or 0 to measure at start-up", membw_gbps_));
@@ -40,6 +45,7 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   void setup(const ffb::BackendContext& ctx) override {
     flags_.finish(ctx);
     flags_.options.fallback_bytes = ffb::parse_size(fallback_text_, "--fallback-bytes");
+    flags_.options.small_path = parse_small_path();
     if (membw_gbps_ == 0) {
       measure_ceiling(ctx.comm);
     } else {
@@ -77,12 +83,19 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
   void describe(ffb::RunRecord& run) const override {
     flags_.describe(run, *comm_);
     run.attrs["hfreduce_fallback_bytes"] = static_cast<std::int64_t>(flags_.options.fallback_bytes);
+    run.attrs["hfreduce_small_path_option"] = small_path_text_;
     run.attrs["hfreduce_memory_traffic_per_node"] = comm_->memory_traffic_per_node();
     run.attrs["host_membw_add_gbps"] = membw_gbps_;
     run.attrs["host_membw_size_rule"] = membw_rule_;
   }
 
  private:
+  hfreduce::SmallPath parse_small_path() const {
+    for (auto v : {hfreduce::SmallPath::automatic, hfreduce::SmallPath::mpi})
+      if (small_path_text_ == hfreduce::name_of(v)) return v;
+    throw ffb::UsageError(fmt::format("--small-path {}: give auto or mpi", small_path_text_));
+  }
+
   // The ceiling: measured add bandwidth (all hardware threads, the shared size rule) over the
   // bytes this design moves per node. Rank 0 measures; every rank gets its figure and rule.
   void measure_ceiling(MPI_Comm comm) {
@@ -107,6 +120,7 @@ class HfreduceBackend final : public ffb::CollectiveBackend {
 
   ffb::bench::HfreduceFlags flags_;
   std::string fallback_text_ = "16K";
+  std::string small_path_text_ = "auto";
   double membw_gbps_ = 0;
   std::string membw_rule_;
   std::unique_ptr<hfreduce::Communicator> comm_;

@@ -37,6 +37,8 @@ class HfreduceGpuBackend final : public ffb::gpu::DeviceBackend {
   void run(const void* send, void* recv, std::size_t count, DataType t, ReduceOp op) override;
   std::vector<ffb::Metric> last_metrics() const override;
   bool print_metrics() const override { return flags_.stages; }
+  // The per-row `algorithm` column is stored with or without --stages.
+  bool has_metrics() const override { return true; }
   void describe(ffb::RunRecord& run) const override;
 
  private:

@@ -17,6 +17,7 @@
 #include "inter_node/link_probe.h"
 #include "mpi_fast_path.h"
 #include "node/mpi_comm.h"
+#include "node/small_allreduce.h"
 #include "pipeline.h"
 #include "reduce_kernels.h"
 #include "slices.h"
@@ -72,12 +73,16 @@ const char* name_of(NvlinkPairs v) {
   return "?";
 }
 
+const char* name_of(SmallPath v) { return v == SmallPath::mpi ? "mpi" : "auto"; }
+
 const char* name_of(Algorithm v) {
   switch (v) {
     case Algorithm::none:
       return "none";
     case Algorithm::mpi:
       return "mpi";
+    case Algorithm::shm:
+      return "shm";
     case Algorithm::intra_node:
       return "intra-node";
     case Algorithm::tree:
@@ -186,6 +191,8 @@ struct Communicator::Impl {
   std::unique_ptr<ThreadTeam> team;
   std::unique_ptr<copy::CopyStage> copier;
   MpiFastPath fast_path;
+  // The shared-memory small path (null across nodes, with small_path mpi or fallback_bytes 0).
+  std::unique_ptr<node::SmallAllreduce> small;
   std::uint32_t ticket = 0;     // chunks started so far (same on every rank of the node)
   node::WaitStats wait_policy;  // spin/yield budget, chosen once from ranks per core
   StageTimes times;
@@ -213,13 +220,13 @@ struct Communicator::Impl {
   void execute(const OpDesc& op);
   void run_pipeline(const OpDesc& op);
   bool try_fallback(const OpDesc& op);
+  bool try_small_shm(const OpDesc& op, std::size_t bytes);
   Algorithm inter_node_algorithm(std::size_t bytes) const;
   void progress_loop();
   void wait_for_queue();
-  std::string where() const {
-    return "rank " + std::to_string(layout.rank) + " (node " + std::to_string(layout.node) +
-           ", local rank " + std::to_string(layout.local_rank) + ")";
-  }
+  // "rank R (node N, local rank L)", made once: the latency path must not build strings.
+  std::string where_;
+  const std::string& where() const { return where_; }
 };
 
 Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
@@ -241,11 +248,22 @@ Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   options.pipeline_depth = plan.depth;
 
   const std::size_t slot_bytes = round_up(options.chunk_bytes, 512);
-  const std::size_t bytes =
-      SegmentLayout::bytes_needed(layout.local_size, options.pipeline_depth, slot_bytes);
-  segment = std::make_unique<node::SharedSegment>(node_comm.get(), bytes, where());
+  const std::size_t pipeline_bytes = round_up(
+      SegmentLayout::bytes_needed(layout.local_size, options.pipeline_depth, slot_bytes), 64);
+  // The shared-memory small path, after the pipeline's part of the same segment.
+  const bool small_shm = layout.nnodes == 1 && options.small_path == SmallPath::automatic &&
+                         options.fallback_bytes > 0 && !options.device_buffers;
+  const std::size_t small_max = std::min(options.fallback_bytes, kMaxSmallShmBytes);
+  const std::size_t small_bytes =
+      small_shm ? node::SmallAllreduce::bytes_needed(layout.local_size, small_max) : 0;
+  segment =
+      std::make_unique<node::SharedSegment>(node_comm.get(), pipeline_bytes + small_bytes, where());
   seg =
       SegmentLayout::carve(segment->data(), layout.local_size, options.pipeline_depth, slot_bytes);
+  if (small_shm)
+    small =
+        std::make_unique<node::SmallAllreduce>(static_cast<char*>(segment->data()) + pipeline_bytes,
+                                               layout.local_rank, layout.local_size, small_max);
   if (transport)
     network = std::make_unique<NetworkEngine>(std::move(transport), seg, options, layout.size);
   team = std::make_unique<ThreadTeam>(options.reduce_threads);
@@ -289,6 +307,8 @@ node::MpiComm Communicator::Impl::discover_layout(MPI_Comm comm) {
   local_of_rank.resize(layout.size);
   MPI_Allgather(&layout.node, 1, MPI_INT, node_of_rank.data(), 1, MPI_INT, world.get());
   MPI_Allgather(&layout.local_rank, 1, MPI_INT, local_of_rank.data(), 1, MPI_INT, world.get());
+  where_ = "rank " + std::to_string(layout.rank) + " (node " + std::to_string(layout.node) +
+           ", local rank " + std::to_string(layout.local_rank) + ")";
   return leaders;
 }
 
@@ -330,6 +350,7 @@ Communicator::Impl::~Impl() {
   network.reset();
   team.reset();
   copier.reset();  // unpins the segment (cudaHostUnregister) while it is still mapped
+  small.reset();
   segment.reset();
 }
 
@@ -371,14 +392,26 @@ void Communicator::Impl::wait_for_queue() {
   queue_cv.wait(lock, [&] { return queue.empty() && !queue_busy; });
 }
 
+// Below fallback_bytes: the shared-memory exchange on one node, else MPI_Allreduce.
 bool Communicator::Impl::try_fallback(const OpDesc& op) {
   const std::size_t bytes = op.count * ffb::size_of(op.type);
   if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes) return false;
+  if (try_small_shm(op, bytes)) return true;
   if (!fast_path.allreduce(op.send, op.recv, op.count, op.type, op.op, world.get(), layout.size,
                            where()))
     return false;
   times.used_fallback = true;
   times.algorithm = Algorithm::mpi;
+  return true;
+}
+
+bool Communicator::Impl::try_small_shm(const OpDesc& op, std::size_t bytes) {
+  if (!small || bytes > small->max_bytes()) return false;
+  small->allreduce(op.send, op.recv, op.count, op.type, op.op, node::Seconds(options.timeout_s),
+                   waits, where());
+  times.used_fallback = true;
+  times.algorithm = Algorithm::shm;
+  times.wait_us = waits.waited_us;
   return true;
 }
 

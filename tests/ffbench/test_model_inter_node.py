@@ -79,6 +79,11 @@ def test_rule_tie_keeps_the_tree_and_edges():
     assert hfreduce_inter_node_choice(4, S - 512, a, B, C).choice == "tree"
     assert hfreduce_inter_node_choice(1, MIB, 1e-5, B, C) == ("intra-node", None, None)
     assert hfreduce_inter_node_choice(4, 8 * KIB, 1e-5, B, C, fallback_bytes=16 * KIB).choice == "mpi"
+    # one node: the shared-memory small path, unless small_path mpi or above its slot size
+    assert hfreduce_inter_node_choice(1, 8 * KIB, 1e-5, B, C, fallback_bytes=16 * KIB).choice == "shm"
+    assert hfreduce_inter_node_choice(1, 8 * KIB, 1e-5, B, C, fallback_bytes=16 * KIB,
+                                      small_path="mpi").choice == "mpi"
+    assert hfreduce_inter_node_choice(1, 512 * KIB, 1e-5, B, C, fallback_bytes=MIB).choice == "mpi"
     assert hfreduce_inter_node_choice(4, MIB, 1e-5, B, C, option="tree").choice == "tree"
     assert hfreduce_inter_node_choice(1024, MIB, 1e-5, B, C, option="ring").choice == "ring"
     with pytest.raises(ValueError, match="inter-node option 'fast'"):

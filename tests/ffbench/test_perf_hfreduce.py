@@ -161,6 +161,8 @@ def test_small_points_medians_and_stand_in(tmp_path):
         # double at 4 B: 0 elements, size 0 -> no point
         small_run(path, new, "hfreduce", 2, rnd, [(4, "float", 0, hf), (4, "fp8_e4m3", 0, hf / 2),
                                                   (0, "double", 0, 1.0)], fallback=[1, 0, 1])
+        small_run(path, new, "hfmpi", 2, rnd, [(4, "float", 0, hf * 2), (4, "fp8_e4m3", 0, hf * 3)],
+                  fallback=[1, 1])
         small_run(path, new, "mpi", 2, rnd, [(4, "float", 0, mpi), (4, "uint8", 0, mpi * 2)])
     small_run(path, "20261203T000000", "mpi", 2, 9, [(4, "float", 0, 1.0)], env={})  # not ours
     points = perf.small_points(perf.small_series_runs(h5io.read_runs(str(path))))
@@ -168,11 +170,16 @@ def test_small_points_medians_and_stand_in(tmp_path):
     flt, fp8 = points
     assert flt.hf == [10.0, 30.0, 12.0]                       # the old session is left out
     assert flt.hf_median == 12.0 and flt.mpi_median == 20.0 and flt.ratio == pytest.approx(0.6)
+    assert flt.mpi_path_ratio == pytest.approx(24.0 / 20.0) and flt.stand_in_ratio is None
     assert flt.carried_by == {"mpi"}
-    assert fp8.mpi_type == "uint8" and fp8.mpi_median == 40.0 and fp8.hf_median == 6.0
-    assert fp8.ratio == pytest.approx(0.15) and fp8.carried_by == {"hfreduce"}
+    # fp8: MPI's figure is MPI_Allreduce with the user-defined op (hfmpi); uint8 is the lower bound
+    assert fp8.mpi_type == perf.USER_OP and fp8.mpi_median == 36.0 and fp8.hf_median == 6.0
+    assert fp8.ratio == pytest.approx(6.0 / 36.0) and fp8.carried_by == {"hfreduce"}
+    assert fp8.stand_in == [40.0, 20.0, 44.0] and fp8.stand_in_ratio == pytest.approx(0.15)
+    head, body = perf.small_matrix(points, 2, stand_in=True)
+    assert head == ["type", "4"] and body == [["fp8_e4m3 (MPI: uint8)", "0.15"]]
     head, body = perf.small_matrix(points, 2)
-    assert head == ["type", "4"] and body == [["float", "0.60"], ["fp8_e4m3 (MPI: uint8)", "0.15"]]
+    assert head == ["type", "4"] and body == [["float", "0.60"], ["fp8_e4m3 (MPI: user op)", "0.17"]]
     line = perf.small_summary(points)[0]
     assert line.startswith("2 ranks: median ratio 0.38 over 2 points, HFReduce faster or equal "
                            "at 2; highest 0.60 (float, 4)")
@@ -243,17 +250,24 @@ def test_small_quick_end_to_end(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     runs = h5io.read_runs(str(out))
     labels = [r.attrs["label"] for r in runs]
-    assert len(runs) == 4 and len(set(labels)) == 4          # 2 rounds x hfreduce, mpi
-    assert [lab.split(".")[1] for lab in labels] == ["hfreduce", "mpi", "mpi", "hfreduce"]  # ABBA
+    assert len(runs) == 6 and len(set(labels)) == 6          # 2 rounds x hfreduce, hfmpi, mpi
+    assert [lab.split(".")[1] for lab in labels] == ["hfreduce", "hfmpi", "mpi",
+                                                    "mpi", "hfmpi", "hfreduce"]  # ABC CBA
     rounds = [json.loads(r.attrs["environment"])["FFB_PERF_SERIES"].rsplit(".", 1)[1] for r in runs]
-    assert rounds == ["0", "0", "1", "1"]
+    assert rounds == ["0", "0", "0", "1", "1", "1"]
     text = txt.read_text()
     assert "## ratio HFReduce / MPI, 2 ranks" in text
     points = perf.small_points(perf.small_series_runs(runs))
     assert {p.datatype for p in points} == set(perf.SMALL_QUICK_TYPES)
     assert {p.size for p in points} == {4 << (2 * k) for k in range(8)}   # 4 B .. 64 KiB, x4
-    assert all(len(p.hf) == 2 and len(p.mpi) == 2 and p.ratio > 0 for p in points)
-    assert {p.mpi_type for p in points if p.datatype == "fp8_e4m3"} == {"uint8"}
+    assert all(len(p.hf) == 2 and p.ratio > 0 for p in points)
+    assert all(len(p.mpi) == 2 for p in points if p.datatype not in perf.MPI_STAND_IN)
+    assert all(len(p.hf_mpi) == 2 and p.mpi_path_ratio > 0 for p in points)
+    # one node: below 16 KiB the shared-memory path carries HFReduce's calls, above it the pipeline
+    assert {next(iter(p.carried_by)) for p in points if p.size < 16 << 10} == {"shm"}
+    assert {next(iter(p.carried_by)) for p in points if p.size >= 16 << 10} == {"intra-node"}
+    assert {p.mpi_type for p in points if p.datatype == "fp8_e4m3"} == {perf.USER_OP}
+    assert all(len(p.stand_in) == 2 for p in points if p.datatype == "fp8_e4m3")
 
 
 def need_emu():

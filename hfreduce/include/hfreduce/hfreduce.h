@@ -43,9 +43,17 @@ enum class StreamCompletion { host_func, stream_wait };
 //   force: also pairs ranks that share one GPU (testing on single-GPU machines).
 enum class NvlinkPairs { off, automatic, force };
 
+// Messages below Options::fallback_bytes skip the pipeline:
+//   automatic: on a communicator that is one node, a shared-memory exchange (every rank publishes
+//              its input, then reduces all of them: one hand-off per peer); across nodes,
+//              MPI_Allreduce;
+//   mpi:       always MPI_Allreduce.
+enum class SmallPath { automatic, mpi };
+
 const char* name_of(InterNode v);         // "tree", "ring", "auto"
 const char* name_of(StreamCompletion v);  // "host_func", "stream_wait"
 const char* name_of(NvlinkPairs v);       // "off", "auto", "force"
+const char* name_of(SmallPath v);         // "auto", "mpi"
 
 // The inter-node link as the cost model sees it. Zero fields are measured once when the
 // Communicator is created (a few ping-pongs between the node leaders).
@@ -55,6 +63,9 @@ struct LinkModel {
 };
 
 inline constexpr std::size_t kDefaultFallbackBytes = 16 << 10;
+// The shared-memory small path's largest message (2 slots of it per local rank); a larger
+// fallback_bytes sends the messages above it to MPI_Allreduce.
+inline constexpr std::size_t kMaxSmallShmBytes = 256 << 10;
 
 struct Options {
   // Pipeline unit; rounded to a multiple of 64 B per slice. 0: chosen per communicator from the
@@ -66,9 +77,11 @@ struct Options {
   int reduce_threads = 1;    // threads per rank for its slice of the intra-node reduce
   double timeout_s = 300.0;  // longest wait for a peer before Error(timeout)
   int ranks_per_node = 0;    // 0: ranks sharing memory form a node; N: N consecutive ranks
-  // Messages below this go to MPI_Allreduce (every type: fp16, bf16 and fp8 with user-defined MPI
-  // ops that run HFReduce's own kernels); 0: every message takes the pipeline.
+  // Messages below this take the small-message path (small_path): on one node a shared-memory
+  // exchange of at most kMaxSmallShmBytes, else MPI_Allreduce (every type: fp16, bf16 and fp8 with
+  // user-defined MPI ops that run HFReduce's own kernels); 0: every message takes the pipeline.
   std::size_t fallback_bytes = kDefaultFallbackBytes;
+  SmallPath small_path = SmallPath::automatic;
   bool streaming_stores = true;  // non-temporal stores for the copy-out of large messages
   // GPU path: send/recv are CUDA device pointers, copied to and from host memory on a copy engine.
   bool device_buffers = false;
@@ -106,10 +119,10 @@ std::optional<OptionProblem> find_option_problem(const Options& options);
 // Throws Error(invalid_argument) with find_option_problem's message.
 void validate_options(const Options& options);
 
-// What carried the last operation: the MPI fast path, the node alone, or one of the inter-node
-// algorithms between leaders.
-enum class Algorithm { none, mpi, intra_node, tree, ring };
-const char* name_of(Algorithm v);  // "none", "mpi", "intra-node", "tree", "ring"
+// What carried the last operation: the MPI fast path, the shared-memory small path, the node's
+// pipeline alone, or one of the inter-node algorithms between leaders.
+enum class Algorithm { none, mpi, intra_node, tree, ring, shm };
+const char* name_of(Algorithm v);  // "none", "mpi", "intra-node", "tree", "ring", "shm"
 
 // Measurements of the last completed operation on this rank, microseconds.
 struct StageTimes {
@@ -120,7 +133,7 @@ struct StageTimes {
       0;                   // leader only: first chunk offered to the network until the last is done
   double copy_out_us = 0;  // this rank's copy-out work (waits excluded)
   double wait_us = 0;      // time spent waiting for peers
-  bool used_fallback = false;  // the call went to MPI_Allreduce
+  bool used_fallback = false;  // the call took a small-message path (algorithm mpi or shm)
   std::size_t chunks = 0;
   // NVLink pairs (nvlink_pairs_active()): the pair's reduce-scatter and allgather on this rank;
   // the fields above are then the host stage's, on this rank's half of the message.

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -17,6 +18,10 @@ inline bool reached(std::uint32_t a, std::uint32_t b) {
 struct alignas(64) Flag {
   std::atomic<std::uint32_t> value{0};
   std::atomic<std::uint32_t> waiters{0};
+  // The rest of the line, free for a few bytes that travel with the flag: a waiter that sees the
+  // value has them in the same cache-line transfer (the small path's inline messages).
+  static constexpr std::size_t kPayloadBytes = 56;
+  unsigned char payload[kPayloadBytes];
 };
 static_assert(sizeof(Flag) == 64, "one flag per cache line");
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free, "flags must be lock-free in shm");

@@ -10,7 +10,8 @@ between leaders (s), B the one-way link rate (B/s), C the chunk bytes of the cal
     T_ring(S) = 2 (n-1)/n S / B + 2 (n-1) alpha      reduce-scatter + allgather, 2(n-1) steps
 
 auto picks the ring iff T_ring < T_tree (a tie keeps the tree, the paper's algorithm); one node is
-"intra-node" (no network) and a message below fallback_bytes is "mpi" (MPI_Allreduce).
+"intra-node" (no network) and a message below fallback_bytes takes the small path: "shm" (the
+shared-memory exchange) on one node, "mpi" (MPI_Allreduce) across nodes or with small_path "mpi".
 """
 from typing import NamedTuple, Optional
 
@@ -19,7 +20,7 @@ MIB = 1 << 20
 
 INTER_NODE_OPTIONS = ("auto", "tree", "ring")
 # what carried an operation (hfreduce::Algorithm names, the `algorithm` column of hfreduce_bench)
-ALGORITHM_NAMES = ("mpi", "intra-node", "tree", "ring")
+ALGORITHM_NAMES = ("mpi", "intra-node", "tree", "ring", "shm")
 
 SINGLE_NODE_CHUNK = 1 * MIB
 # Provisional (rule.md): 128 KiB tree messages stay under Open MPI's TCP put threshold
@@ -27,12 +28,13 @@ SINGLE_NODE_CHUNK = 1 * MIB
 MULTI_NODE_CHUNK = 256 * KIB
 SLOT_BYTES = 4 * MIB
 MIN_DEPTH, SINGLE_NODE_MAX_DEPTH, MULTI_NODE_MAX_DEPTH = 2, 4, 16
+MAX_SMALL_SHM_BYTES = 256 * KIB  # hfreduce::kMaxSmallShmBytes
 CALL_CHUNK_ALIGN = 512      # the library rounds the chunk the rule sees up to this many bytes
 
 
 class InterNodeChoice(NamedTuple):
     """The rule's answer: what runs, and both modelled times (None where no network is crossed)."""
-    choice: str                       # "mpi", "intra-node", "tree" or "ring"
+    choice: str                       # "mpi", "shm", "intra-node", "tree" or "ring"
     t_tree_s: Optional[float]
     t_ring_s: Optional[float]
 
@@ -55,7 +57,7 @@ def inter_node_times(nodes, size, latency_s, link_Bps, chunk_bytes):
 
 
 def hfreduce_inter_node_choice(nodes, size, latency_s, link_Bps, chunk_bytes, fallback_bytes=0,
-                               option="auto"):
+                               option="auto", small_path="auto"):
     """What HFReduce runs for one call: InterNodeChoice(choice, t_tree_s, t_ring_s).
 
     option "auto" applies the rule; "tree" / "ring" force the algorithm (the times are still
@@ -65,7 +67,8 @@ def hfreduce_inter_node_choice(nodes, size, latency_s, link_Bps, chunk_bytes, fa
     times = inter_node_times(nodes, size, latency_s, link_Bps, chunk_bytes) if nodes > 1 \
         else (None, None)
     if size < fallback_bytes:
-        return InterNodeChoice("mpi", *times)
+        shm = nodes == 1 and small_path == "auto" and size <= MAX_SMALL_SHM_BYTES
+        return InterNodeChoice("shm" if shm else "mpi", *times)
     if nodes == 1:
         return InterNodeChoice("intra-node", None, None)
     if option != "auto":

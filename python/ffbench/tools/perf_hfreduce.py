@@ -20,11 +20,14 @@ Default: this host.
   --fresh) unless --resume keeps its complete points.
 
 --small: latency from 4 B to 64 KiB (x2 steps) for every type HFReduce reduces, 2 and 4 ranks on
-  this host, HFReduce against MPI_Allreduce on the same type (fp8, which MPI has no type for:
-  MPI_Allreduce of uint8 on the same bytes). --rounds rounds, counterbalanced (ABBA: hfreduce
-  mpi, mpi hfreduce, ...); per point the median over rounds of each run's median iteration
-  (slowest rank), and the ratio of the medians HFReduce / MPI (< 1: HFReduce faster). Runs:
-  results/perf-hfreduce-small.h5; table: results/perf-hfreduce-small.txt.
+  this host, HFReduce against MPI_Allreduce on the same type, and HFReduce's other candidate
+  (--small-path mpi: MPI_Allreduce with user-defined ops running HFReduce's kernels). fp8, which
+  MPI has no type for, is set against MPI_Allreduce with that user-defined fp8 op, and also
+  against MPI_Allreduce of uint8 on the same bytes (no fp8 arithmetic: a lower bound). --rounds
+  rounds, counterbalanced (hfreduce hfmpi mpi, then mpi hfmpi hfreduce, ...); per point the
+  median over rounds of each run's median iteration (slowest rank), and the ratio of the medians
+  HFReduce / MPI (< 1: HFReduce faster). Runs: results/perf-hfreduce-small.h5; table:
+  results/perf-hfreduce-small.txt.
 
 --quick (any mode) runs a short version; its files go to a new temporary directory unless
 --output / --text name them. Every program appends its runs to the results file; the tables are
@@ -87,12 +90,15 @@ BOUND_NOTE = ("bound = the tc line rate B (rate/8 B/s): algbw <= B n/(2(n-1)) fo
 SMALL_TYPES = ("float", "double", "half", "bfloat16", "int32", "int64", "uint8", "int8", "uint32",
                "uint64", "fp8_e4m3", "fp8_e5m2")
 SMALL_QUICK_TYPES = ("float", "half", "fp8_e4m3")
-# Types mpi_allreduce_bench has no MPI type for: MPI_Allreduce of uint8 on the same bytes.
+# Types mpi_allreduce_bench has no MPI type for. Their MPI figure is MPI_Allreduce with a
+# user-defined op (HFReduce's --small-path mpi); MPI_Allreduce of uint8 on the same bytes is shown
+# beside it as a lower bound (it moves the bytes and does no fp8 arithmetic).
 MPI_STAND_IN = {"fp8_e4m3": "uint8", "fp8_e5m2": "uint8"}
+USER_OP = "user op"
 # Labels NAME@KEY as a sweep writes them: the report's generic sections then see one series per
 # program (perf-small.hfreduce, perf-small.mpi), apart from the host series' hfreduce and mpi. The
 # session (start time) and the round are in FFB_PERF_SERIES, the key is made from them.
-SMALL_LABEL_RE = re.compile(r"^perf-small\.(?P<program>hfreduce|mpi)\.r(?P<ranks>\d+)"
+SMALL_LABEL_RE = re.compile(r"^perf-small\.(?P<program>hfreduce|hfmpi|mpi)\.r(?P<ranks>\d+)"
                             r"@[0-9a-f]{12}$")
 SMALL_SERIES_RE = re.compile(r"^small\.(?P<session>\d{8}T\d{6})\.(?P<round>\d+)$")
 
@@ -460,6 +466,8 @@ class SmallPoint:
     mpi_type: str
     hf: list = field(default_factory=list)    # us, one per round (median iteration, slowest rank)
     mpi: list = field(default_factory=list)
+    hf_mpi: list = field(default_factory=list)  # HFReduce with --small-path mpi (the other candidate)
+    stand_in: list = field(default_factory=list)  # fp8: MPI_Allreduce of uint8 on the same bytes
     carried_by: set = field(default_factory=set)  # what carried HFReduce's calls (_carrier)
 
     @property
@@ -468,11 +476,25 @@ class SmallPoint:
 
     @property
     def mpi_median(self):
-        return statistics.median(self.mpi) if self.mpi else None
+        """MPI_Allreduce of this type; for fp8 (mpi_type USER_OP) with the user-defined op."""
+        ref = self.hf_mpi if self.mpi_type == USER_OP else self.mpi
+        return statistics.median(ref) if ref else None
+
+    @property
+    def stand_in_ratio(self):
+        """fp8: HFReduce / MPI_Allreduce of uint8 on the same bytes; None for other types."""
+        a, b = self.hf_median, (statistics.median(self.stand_in) if self.stand_in else None)
+        return a / b if a is not None and b else None
 
     @property
     def ratio(self):
         a, b = self.hf_median, self.mpi_median
+        return a / b if a is not None and b else None
+
+    @property
+    def mpi_path_ratio(self):
+        """HFReduce's MPI fast path (--small-path mpi) / MPI, None when not measured."""
+        a, b = (statistics.median(self.hf_mpi) if self.hf_mpi else None), self.mpi_median
         return a / b if a is not None and b else None
 
 
@@ -507,19 +529,27 @@ def small_points(runs, session=None):
             dt = _text(t["type"][i])
             hf_types.add(dt)
             key = (int(m["ranks"]), dt, size)
-            p = points.setdefault(key, SmallPoint(key[0], dt, size, MPI_STAND_IN.get(dt, dt)))
+            p = points.setdefault(key, SmallPoint(key[0], dt, size,
+                                                  USER_OP if dt in MPI_STAND_IN else dt))
             p.hf.append(float(t["time_p50"][i]))
             p.carried_by.add(_carrier(t, i))
     for m, run in series.values():
-        if m["session"] != session or m["program"] != "mpi":
+        if m["session"] != session or m["program"] == "hfreduce":
             continue
         t = run.tables["collective"]
         for i, size in _out_of_place(run):
-            mt = _text(t["type"][i])
+            typ = _text(t["type"][i])
+            if m["program"] == "hfmpi":
+                p = points.get((int(m["ranks"]), typ, size))
+                if p is not None:
+                    p.hf_mpi.append(float(t["time_p50"][i]))
+                continue
             for dt in hf_types:
                 p = points.get((int(m["ranks"]), dt, size))
-                if p is not None and p.mpi_type == mt:
+                if p is not None and p.datatype == typ:
                     p.mpi.append(float(t["time_p50"][i]))
+                elif p is not None and MPI_STAND_IN.get(dt) == typ:
+                    p.stand_in.append(float(t["time_p50"][i]))
     order = {t: k for k, t in enumerate(SMALL_TYPES)}
     return [points[k] for k in sorted(points, key=lambda k: (k[0], order.get(k[1], 99), k[1],
                                                              k[2]))]
@@ -527,31 +557,40 @@ def small_points(runs, session=None):
 
 def small_text(points):
     out = [f"{'ranks':>5} {'type':>9} {'size':>6} {'hfreduce us':>12} {'MPI us':>9} "
-           f"{'MPI type':>9} {'ratio':>6} {'rounds':>7}  hfreduce path"]
+           f"{'MPI type':>9} {'ratio':>6} {'rounds':>7}  {'hfreduce path':<14} "
+           f"{'mpi-path us':>11} {'mpi-path ratio':>14} {'uint8 MPI us':>12} {'vs uint8':>8}"]
     for p in points:
+        hf_mpi = statistics.median(p.hf_mpi) if p.hf_mpi else None
+        stand_in = statistics.median(p.stand_in) if p.stand_in else None
         out.append(f"{p.ranks:5} {p.datatype:>9} {format_size(p.size):>6} "
                    f"{_f(p.hf_median, 2):>12} {_f(p.mpi_median, 2):>9} {p.mpi_type:>9} "
-                   f"{_f(p.ratio, 2):>6} {f'{len(p.hf)}/{len(p.mpi)}':>7}  "
-                   f"{', '.join(sorted(p.carried_by))}")
+                   f"{_f(p.ratio, 2):>6} {f'{len(p.hf)}/{len(p.mpi or p.hf_mpi)}':>7}  "
+                   f"{', '.join(sorted(p.carried_by)):<14} {_f(hf_mpi, 2):>11} "
+                   f"{_f(p.mpi_path_ratio, 2):>14} {_f(stand_in, 2):>12} "
+                   f"{_f(p.stand_in_ratio, 2):>8}")
     return out
 
 
-def small_matrix(points, ranks):
-    """(head, body): ratio HFReduce / MPI per type (rows) and size (columns) for one rank count."""
+def small_matrix(points, ranks, stand_in=False):
+    """(head, body): ratio HFReduce / MPI per type (rows) and size (columns) for one rank count;
+    stand_in: the fp8 rows only, against MPI_Allreduce of uint8 on the same bytes."""
     mine = [p for p in points if p.ranks == ranks]
     sizes = sorted({p.size for p in mine})
     types = []
     for p in mine:
-        if p.datatype not in types:
+        if p.datatype not in types and (not stand_in or p.datatype in MPI_STAND_IN):
             types.append(p.datatype)
     cell = {(p.datatype, p.size): p for p in mine}
     body = []
     for dt in types:
-        stand_in = MPI_STAND_IN.get(dt)
-        row = [dt + (f" (MPI: {stand_in})" if stand_in else "")]
+        if stand_in:
+            row = [f"{dt} (MPI: {MPI_STAND_IN[dt]})"]
+        else:
+            row = [dt + (f" (MPI: {USER_OP})" if dt in MPI_STAND_IN else "")]
         for s in sizes:
             p = cell.get((dt, s))
-            row.append(_f(p.ratio, 2) if p else "-")
+            value = None if p is None else (p.stand_in_ratio if stand_in else p.ratio)
+            row.append(_f(value, 2) if value is not None else "-")
         body.append(row)
     return ["type"] + [format_size(s) for s in sizes], body
 
@@ -568,17 +607,34 @@ def small_summary(points):
                 f"{len(rs)} points, HFReduce faster or equal at {sum(p.ratio <= 1 for p in rs)}; "
                 f"highest {worst.ratio:.2f} ({worst.datatype}, {format_size(worst.size)})")
         if fast:
-            line += (f"; where HFReduce's own path ran (not the MPI fast path): median "
-                     f"{statistics.median(p.ratio for p in fast):.2f} over {len(fast)} points")
+            line += (f"; where HFReduce's own paths ran (shm, pipeline; not the MPI fast path): "
+                     f"median {statistics.median(p.ratio for p in fast):.2f} over {len(fast)} "
+                     f"points")
+        lower = [p for p in rs if p.stand_in_ratio is not None]
+        if lower:
+            worst_lower = max(lower, key=lambda p: p.stand_in_ratio)
+            line += (f"; fp8 against MPI's uint8 on the same bytes (a lower bound): faster or "
+                     f"equal at {sum(p.stand_in_ratio <= 1 for p in lower)} of {len(lower)}, "
+                     f"highest {worst_lower.stand_in_ratio:.2f} ({worst_lower.datatype}, "
+                     f"{format_size(worst_lower.size)})")
+        alt = [p for p in rs if p.mpi_path_ratio is not None]
+        if alt:
+            line += (f"; the other candidate, the MPI fast path (--small-path mpi): median "
+                     f"{statistics.median(p.mpi_path_ratio for p in alt):.2f}, highest "
+                     f"{max(p.mpi_path_ratio for p in alt):.2f}")
         lines.append(line)
     return lines
 
 
 SMALL_NOTE = ("sum, out-of-place; per point the median over the rounds (ABBA order) of each "
               "run's median iteration (slowest rank), ratio of the medians HFReduce / MPI (< 1: "
-              "HFReduce faster). fp8 has no MPI type: its MPI figure is MPI_Allreduce of uint8 on "
-              "the same bytes. Below HFReduce's fallback size (--fallback-bytes, default 16 KiB) "
-              "its calls go to MPI_Allreduce (the MPI fast path).")
+              "HFReduce faster). fp8 has no MPI type: its MPI figure is MPI_Allreduce with a "
+              "user-defined fp8 op (HFReduce's --small-path mpi), and the fp8 table beside it "
+              "sets HFReduce against MPI_Allreduce of uint8 on the same bytes, which moves the "
+              "bytes without any fp8 arithmetic (a lower bound). Below HFReduce's fallback size (--fallback-bytes, default 16 KiB) "
+              "its calls take the small path: on one node the shared-memory exchange (shm), "
+              "else MPI_Allreduce (mpi, the MPI fast path); mpi-path = HFReduce run with "
+              "--small-path mpi, the other candidate, in the same rounds.")
 
 
 def describe_runs(runs):
@@ -875,14 +931,17 @@ def run_small(args):
             for k in range(rounds):
                 series = f"small.{session}.{k}"
                 env = dict(ENV, **{SERIES_ENV: series})
-                # ABBA: each program takes the first and the second place equally often
-                for prog in (("hfreduce", "mpi") if k % 2 == 0 else ("mpi", "hfreduce")):
-                    binary = os.path.join(args.bin, f"{prog}_bench" if prog == "hfreduce"
-                                          else "mpi_allreduce_bench")
-                    dtypes = types if prog == "hfreduce" else mpi_types
-                    cmd = ["mpirun", "-np", str(np_), binary, "-b", "4", "-e", "64K", "-f", factor,
-                           "-n", str(iters), "-w", str(warmup), "-c", "0", "-d", ",".join(dtypes),
-                           "--output", out, "--label", small_label(series, prog, np_)]
+                # ABC CBA: each program takes each place equally often over two rounds
+                order = ("hfreduce", "hfmpi", "mpi")
+                for prog in (order if k % 2 == 0 else order[::-1]):
+                    binary = os.path.join(args.bin, "mpi_allreduce_bench" if prog == "mpi"
+                                          else "hfreduce_bench")
+                    dtypes = mpi_types if prog == "mpi" else types
+                    extra = ["--small-path", "mpi"] if prog == "hfmpi" else []
+                    cmd = ["mpirun", "-np", str(np_), binary, *extra, "-b", "4", "-e", "64K",
+                           "-f", factor, "-n", str(iters), "-w", str(warmup), "-c", "0",
+                           "-d", ",".join(dtypes), "--output", out,
+                           "--label", small_label(series, prog, np_)]
                     status = run_child(cmd, env, quiet=True, timeout=args.timeout) or status
     runs = small_series_runs(_read_collective(out), session)
     points = small_points(runs, session)
@@ -898,9 +957,19 @@ def run_small(args):
         lines += ["", f"## ratio HFReduce / MPI, {np_} ranks"]
         lines += ["  ".join(f"{c:>22}" if j == 0 else f"{c:>6}" for j, c in enumerate(row))
                   for row in [head] + body]
+    for np_ in ranks:
+        head, body = small_matrix(points, np_, stand_in=True)
+        if body:
+            lines += ["", f"## fp8: ratio HFReduce / MPI_Allreduce of uint8 on the same bytes "
+                          f"(no fp8 arithmetic in MPI's figure: a lower bound), {np_} ranks"]
+            lines += ["  ".join(f"{c:>22}" if j == 0 else f"{c:>6}" for j, c in enumerate(row))
+                      for row in [head] + body]
     lines += ["", "## Summary"] + small_summary(points)
-    lines += ["", "# fp8: MPI has no fp8 type; its MPI figure is MPI_Allreduce of uint8 on the "
-                  "same bytes. hfreduce path: mpi = the MPI fast path below --fallback-bytes.",
+    lines += ["", "# fp8: MPI has no fp8 type; its MPI figure is MPI_Allreduce with a "
+                  "user-defined fp8 op (mpi-path), beside MPI_Allreduce of uint8 on the same "
+                  "bytes (a lower bound without fp8 arithmetic). hfreduce path: shm = the shared-memory small path, mpi = the MPI fast "
+                  "path (below --fallback-bytes), intra-node = the pipeline; mpi-path = "
+                  "HFReduce with --small-path mpi in the same rounds.",
               f"# runs: {out}", f"# wall time {(time.time() - start) / 60:.1f} min"]
     write_text(text, lines)
     print("\n".join(lines))

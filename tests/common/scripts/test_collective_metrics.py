@@ -67,7 +67,7 @@ def test_time_combines_each_ranks_mean(tmp_path, average, blocking):
 
 
 def test_text_metric_stored_printed_and_read_back(tmp_path):
-    # Below HFReduce's 16 KiB MPI fallback and above it.
+    # Below HFReduce's 16 KiB fallback size and above it.
     run, doc, stdout = run_program("hfreduce_bench", 2, ["-b", "1K", "-e", "256K", "-f", "16",
                                                          "-n", "2", "-w", "1", "--membw", "10"],
                                    tmp_path)
@@ -75,14 +75,16 @@ def test_text_metric_stored_printed_and_read_back(tmp_path):
     assert run.units["collective"]["algorithm"] == "1"
     algorithm = list(c["algorithm"])
     assert all(isinstance(a, str) for a in algorithm), algorithm
+    # Below the fallback size: the shared-memory small path on one node, MPI_Allreduce across.
+    small = "shm" if run.attrs["nnodes"] == 1 else "mpi"
     for a, fallback in zip(algorithm, c["fallback"]):
         if fallback == 1:
-            assert a == "mpi"
+            assert a == small
         else:
             assert a and set(a.split("+")) <= PIPELINE_ALGORITHMS, a
-    assert "mpi" in algorithm and set(algorithm) - {"mpi"}, algorithm
+    assert small in algorithm and set(algorithm) - {small}, algorithm
     if run.attrs["nnodes"] == 1:
-        assert set(algorithm) == {"mpi", "intra-node"}, algorithm
+        assert set(algorithm) == {"shm", "intra-node"}, algorithm
     # -J: the same value per placement, its units with the others.
     got = [e["ffbench"][key]["algorithm"] for e in doc["results"]
            for key in ("out_of_place", "in_place")]

@@ -218,33 +218,72 @@ void check_two_communicators(Env& env) {
   }
 }
 
-// 6. The MPI fast path for every type (fp16, bf16, fp8 through user-defined ops), exact.
+// 6. The small-message paths for every type and op, exact: the shared-memory exchange on one node
+// (MPI across nodes) and, with small_path mpi, MPI_Allreduce (fp16, bf16, fp8 through
+// user-defined ops); in and out of place, count 0, and alternating with pipeline calls (the two
+// share nothing but the call order).
 void check_fast_path(Env& env) {
-  auto& comm = env.comm;
-  const auto& opt = env.opt;
-  auto& checks = env.checks;
   const int rank = env.rank, size = env.size;
-  static_cast<void>(comm), static_cast<void>(opt), static_cast<void>(checks);
-  static_cast<void>(rank), static_cast<void>(size);
-  {
-    hfreduce::Options small = opt;
+  for (auto path : {hfreduce::SmallPath::automatic, hfreduce::SmallPath::mpi}) {
+    hfreduce::Options small = env.opt;
     small.fallback_bytes = 64 << 10;
+    small.small_path = path;
     hfreduce::Communicator fast(MPI_COMM_WORLD, small);
+    const bool shm = path == hfreduce::SmallPath::automatic && fast.layout().nnodes == 1;
+    const auto want = shm ? hfreduce::Algorithm::shm : hfreduce::Algorithm::mpi;
     for (auto t : ffb::kAllDataTypes)
       for (auto op : ffb::kAllReduceOps) {
         const ffb::ExpectedResult expected(t, op, size);
-        for (std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{1003}}) {
+        for (std::size_t count : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1003},
+                                  (std::size_t{40} << 10) / ffb::size_of(t)}) {
           std::vector<unsigned char> send(count * ffb::size_of(t)), recv(send.size());
           ffb::fill_pattern(send.data(), t, op, size, rank, count);
-          fast.allreduce(send.data(), recv.data(), count, t, op);
+          const bool in_place = count % 2 == 1;
+          if (in_place) recv = send;
+          fast.allreduce(in_place ? recv.data() : send.data(), recv.data(), count, t, op);
           const auto& st = fast.last_stage_times();
-          checks.expect(
-              st.used_fallback && st.algorithm == hfreduce::Algorithm::mpi &&
+          env.checks.expect(
+              st.used_fallback && st.algorithm == want &&
                   expected.count_wrong(recv.data(), count) == 0,
-              fmt::format("fast path {} {} count {}", ffb::name_of(t), ffb::name_of(op), count));
+              fmt::format("small path {} ({}) {} {} count {}{}", hfreduce::name_of(want),
+                          hfreduce::name_of(path), ffb::name_of(t), ffb::name_of(op), count,
+                          in_place ? " in place" : ""));
         }
+        // A pipeline call in between: the small path's slots and sequence are its own.
+        const std::size_t big = (std::size_t{96} << 10) / ffb::size_of(t);
+        std::vector<unsigned char> send(big * ffb::size_of(t)), recv(send.size());
+        ffb::fill_pattern(send.data(), t, op, size, rank, big);
+        fast.allreduce(send.data(), recv.data(), big, t, op);
+        env.checks.expect(
+            !fast.last_stage_times().used_fallback && expected.count_wrong(recv.data(), big) == 0,
+            fmt::format("pipeline between small calls {} {}", ffb::name_of(t), ffb::name_of(op)));
       }
   }
+}
+
+// 6b. A peer that never arrives: the shared-memory small path gives up after timeout_s with
+// Error(timeout) naming the local rank it waited for (one node, 2+ ranks; rank 0 calls alone).
+void check_small_path_timeout(Env& env) {
+  hfreduce::Options small = env.opt;
+  small.timeout_s = 0.3;
+  small.fallback_bytes = hfreduce::kDefaultFallbackBytes;
+  hfreduce::Communicator lonely(MPI_COMM_WORLD, small);
+  if (lonely.layout().nnodes != 1 || env.size < 2) return;
+  bool ok = true;
+  std::string what;
+  if (env.rank == 0) {
+    double x = 1;
+    hfreduce::Status status = hfreduce::Status::ok;
+    try {
+      lonely.allreduce(&x, &x, 1, ffb::DataType::f64, ffb::ReduceOp::sum);
+    } catch (const hfreduce::Error& e) {
+      status = e.status();
+      what = e.what();
+    }
+    ok = status == hfreduce::Status::timeout && what.find("small allreduce") != std::string::npos &&
+         what.find("waiting for local rank 1") != std::string::npos;
+  }
+  env.checks.expect(ok, "small path timeout names the missing rank: " + what);  // collective
 }
 
 // 7. More than 2^31 elements (uint8 sum), when asked for: sizes are size_t throughout.
@@ -316,6 +355,7 @@ int main(int argc, char** argv) {
     check_reduce_and_broadcast(env);
     check_two_communicators(env);
     check_fast_path(env);
+    check_small_path_timeout(env);
     if (big) check_big_count(env);
   } catch (const hfreduce::Error& e) {
     fmt::print(stderr, "rank {}: hfreduce error ({}): {}\n", rank, hfreduce::name_of(e.status()),
