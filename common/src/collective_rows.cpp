@@ -202,13 +202,13 @@ void add_metric_columns(Table& table, const std::vector<SweepRow>& rows) {
   }
 }
 
-// One placement's extras: "(MPI fallback)", "26% of ceiling", "stage_copy_in=28.6", "acc=0.123".
+// One placement's extras: "(small path)", "26% of ceiling", "stage_copy_in=28.6", "acc=0.123".
 std::string placement_extras(const PlacementResult& r, bool show_metrics, bool accuracy) {
   std::vector<std::string> items;
   if (show_metrics) {
     for (const auto& m : r.metrics) {
       if (m.name == "fallback") {
-        if (m.value > 0) items.emplace_back("(MPI fallback)");
+        if (m.value > 0) items.emplace_back("(small path)");
       } else if (m.name == "ceiling_fraction") {
         items.push_back(fmt::format("{:.0f}% of ceiling", 100.0 * m.value));
       } else if (!m.text.empty()) {

@@ -179,7 +179,7 @@ def test_small_points_medians_and_stand_in(tmp_path):
     head, body = perf.small_matrix(points, 2, stand_in=True)
     assert head == ["type", "4"] and body == [["fp8_e4m3 (MPI: uint8)", "0.15"]]
     head, body = perf.small_matrix(points, 2)
-    assert head == ["type", "4"] and body == [["float", "0.60"], ["fp8_e4m3 (MPI: user op)", "0.17"]]
+    assert head == ["type", "4"] and body == [["float", "0.60"], ["fp8_e4m3 (MPI: user-op)", "0.17"]]
     line = perf.small_summary(points)[0]
     assert line.startswith("2 ranks: median ratio 0.38 over 2 points, HFReduce faster or equal "
                            "at 2; highest 0.60 (float, 4)")

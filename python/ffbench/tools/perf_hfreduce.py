@@ -21,9 +21,9 @@ Default: this host.
 
 --small: latency from 4 B to 64 KiB (x2 steps) for every type HFReduce reduces, 2 and 4 ranks on
   this host, HFReduce against MPI_Allreduce on the same type, and HFReduce's other candidate
-  (--small-path mpi: MPI_Allreduce with user-defined ops running HFReduce's kernels). fp8, which
-  MPI has no type for, is set against MPI_Allreduce with that user-defined fp8 op, and also
-  against MPI_Allreduce of uint8 on the same bytes (no fp8 arithmetic: a lower bound). --rounds
+  (--small-path mpi --fallback-bytes 1M: MPI_Allreduce at every size, with user-defined ops
+  running HFReduce's kernels). fp8, which MPI has no type for, is set against MPI_Allreduce
+  with that user-defined fp8 op, and also against MPI_Allreduce of uint8 on the same bytes (no fp8 arithmetic: a lower bound). --rounds
   rounds, counterbalanced (hfreduce hfmpi mpi, then mpi hfmpi hfreduce, ...); per point the
   median over rounds of each run's median iteration (slowest rank), and the ratio of the medians
   HFReduce / MPI (< 1: HFReduce faster). Runs: results/perf-hfreduce-small.h5; table:
@@ -94,7 +94,7 @@ SMALL_QUICK_TYPES = ("float", "half", "fp8_e4m3")
 # user-defined op (HFReduce's --small-path mpi); MPI_Allreduce of uint8 on the same bytes is shown
 # beside it as a lower bound (it moves the bytes and does no fp8 arithmetic).
 MPI_STAND_IN = {"fp8_e4m3": "uint8", "fp8_e5m2": "uint8"}
-USER_OP = "user op"
+USER_OP = "user-op"
 # Labels NAME@KEY as a sweep writes them: the report's generic sections then see one series per
 # program (perf-small.hfreduce, perf-small.mpi), apart from the host series' hfreduce and mpi. The
 # session (start time) and the round are in FFB_PERF_SERIES, the key is made from them.
@@ -626,15 +626,18 @@ def small_summary(points):
     return lines
 
 
-SMALL_NOTE = ("sum, out-of-place; per point the median over the rounds (ABBA order) of each "
+SMALL_NOTE = ("sum, out-of-place; per point the median over the rounds (program order reversed "
+              "every round) of each "
               "run's median iteration (slowest rank), ratio of the medians HFReduce / MPI (< 1: "
               "HFReduce faster). fp8 has no MPI type: its MPI figure is MPI_Allreduce with a "
               "user-defined fp8 op (HFReduce's --small-path mpi), and the fp8 table beside it "
               "sets HFReduce against MPI_Allreduce of uint8 on the same bytes, which moves the "
-              "bytes without any fp8 arithmetic (a lower bound). Below HFReduce's fallback size (--fallback-bytes, default 16 KiB) "
+              "bytes without any fp8 arithmetic (a lower bound). Below HFReduce's fallback size "
+              "(--fallback-bytes, default 16 KiB) "
               "its calls take the small path: on one node the shared-memory exchange (shm), "
               "else MPI_Allreduce (mpi, the MPI fast path); mpi-path = HFReduce run with "
-              "--small-path mpi, the other candidate, in the same rounds.")
+              "--small-path mpi --fallback-bytes 1M (MPI_Allreduce at every size), the other "
+              "candidate, in the same rounds.")
 
 
 def describe_runs(runs):
@@ -937,7 +940,9 @@ def run_small(args):
                     binary = os.path.join(args.bin, "mpi_allreduce_bench" if prog == "mpi"
                                           else "hfreduce_bench")
                     dtypes = mpi_types if prog == "mpi" else types
-                    extra = ["--small-path", "mpi"] if prog == "hfmpi" else []
+                    # every size of the sweep through MPI_Allreduce (and its user-defined ops)
+                    extra = (["--small-path", "mpi", "--fallback-bytes", "1M"]
+                             if prog == "hfmpi" else [])
                     cmd = ["mpirun", "-np", str(np_), binary, *extra, "-b", "4", "-e", "64K",
                            "-f", factor, "-n", str(iters), "-w", str(warmup), "-c", "0",
                            "-d", ",".join(dtypes), "--output", out,
@@ -948,7 +953,8 @@ def run_small(args):
     lines = [f"# scripts/perf-hfreduce --small: HFReduce against MPI_Allreduce, 4 B - 64 KiB, "
              f"every type (measured), written {now_text()}",
              f"# command: {' '.join(['scripts/perf-hfreduce'] + list(args.argv))}",
-             f"# ranks {','.join(map(str, ranks))} on this host; {rounds} rounds ABBA; -n {iters} "
+             f"# ranks {','.join(map(str, ranks))} on this host; {rounds} rounds (hfreduce, "
+             f"hfmpi, mpi, then reversed); -n {iters} "
              f"-w {warmup} per size; sum, out-of-place; time = median iteration of the slowest "
              f"rank, median over rounds; ratio = HFReduce / MPI (< 1: HFReduce faster)"]
     lines += describe_runs(runs) + [""] + small_text(points)
@@ -969,7 +975,7 @@ def run_small(args):
                   "user-defined fp8 op (mpi-path), beside MPI_Allreduce of uint8 on the same "
                   "bytes (a lower bound without fp8 arithmetic). hfreduce path: shm = the shared-memory small path, mpi = the MPI fast "
                   "path (below --fallback-bytes), intra-node = the pipeline; mpi-path = "
-                  "HFReduce with --small-path mpi in the same rounds.",
+                  "HFReduce with --small-path mpi --fallback-bytes 1M in the same rounds.",
               f"# runs: {out}", f"# wall time {(time.time() - start) / 60:.1f} min"]
     write_text(text, lines)
     print("\n".join(lines))

@@ -218,7 +218,7 @@ def check_text_layout(inv):
 
 
 def expected_extras(h, show_metrics, accuracy):
-    """The extras of one placement from its HDF5 row: "(MPI fallback)", "N% of ceiling",
+    """The extras of one placement from its HDF5 row: "(small path)", "N% of ceiling",
     "stage_x=1.2", "acc=0.123" (HDF5 holds the metric columns in name order)."""
     items = []
     fixed = {"size", "count", "type", "redop", "placement", "time", "time_mean", "time_min",
@@ -234,7 +234,7 @@ def expected_extras(h, show_metrics, accuracy):
             continue
         if name == "fallback":
             if v > 0:
-                items.append("(MPI fallback)")
+                items.append("(small path)")
         elif name == "ceiling_fraction":
             items.append(f"{100 * v:.0f}% of ceiling")
         else:
@@ -280,7 +280,7 @@ def test_text_layout(invocations, case):
     text = inv.stdout
     if case[0] == "hfreduce_bench" and "--ranks-per-node" not in case[2]:
         # sizes below the 16 KiB MPI fallback and above it: both kinds of extras appear
-        assert "(MPI fallback)" in text and "% of ceiling" in text, text
+        assert "(small path)" in text and "% of ceiling" in text, text
     if "--accuracy" in case[2]:
         assert all("acc=" in r["line"] for r in t["rows"]), text
 

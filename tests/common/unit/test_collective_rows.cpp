@@ -110,7 +110,7 @@ TEST(CollectiveTable, ATextMetricIsAStringColumn) {
 TEST(CollectiveTable, ATextMetricIsPrintedWithTheExtras) {
   const auto row = row_with({{"algorithm", "1", 0, "intra-node"}}, {{"fallback", "1", 1.0}});
   EXPECT_EQ(ffb::row_extras(row, true, false),
-            "  # out-of-place: algorithm=intra-node; in-place: (MPI fallback)");
+            "  # out-of-place: algorithm=intra-node; in-place: (small path)");
   EXPECT_EQ(ffb::row_extras(row, false, false), "");  // print_metrics() false: not printed
 }
 
