@@ -253,7 +253,8 @@ Communicator::Impl::Impl(MPI_Comm comm, const Options& opt) : options(opt) {
   // The shared-memory small path, after the pipeline's part of the same segment.
   const bool small_shm = layout.nnodes == 1 && options.small_path == SmallPath::automatic &&
                          options.fallback_bytes > 0 && !options.device_buffers;
-  const std::size_t small_max = std::min(options.fallback_bytes, kMaxSmallShmBytes);
+  const std::size_t small_max =
+      std::max(std::min(options.fallback_bytes, kMaxSmallShmBytes), kFp8SmallShmBytes);
   const std::size_t small_bytes =
       small_shm ? node::SmallAllreduce::bytes_needed(layout.local_size, small_max) : 0;
   segment =
@@ -392,10 +393,15 @@ void Communicator::Impl::wait_for_queue() {
   queue_cv.wait(lock, [&] { return queue.empty() && !queue_busy; });
 }
 
-// Below fallback_bytes: the shared-memory exchange on one node, else MPI_Allreduce.
+// Below fallback_bytes: the shared-memory exchange on one node, else MPI_Allreduce. fp8 takes the
+// exchange up to kFp8SmallShmBytes on one node.
 bool Communicator::Impl::try_fallback(const OpDesc& op) {
   const std::size_t bytes = op.count * ffb::size_of(op.type);
-  if (op.kind != OpKind::allreduce || bytes >= options.fallback_bytes) return false;
+  if (op.kind != OpKind::allreduce) return false;
+  if (bytes >= options.fallback_bytes) {
+    const bool fp8 = op.type == ffb::DataType::f8e4m3 || op.type == ffb::DataType::f8e5m2;
+    return fp8 && bytes <= kFp8SmallShmBytes && try_small_shm(op, bytes);
+  }
   if (try_small_shm(op, bytes)) return true;
   if (!fast_path.allreduce(op.send, op.recv, op.count, op.type, op.op, world.get(), layout.size,
                            where()))

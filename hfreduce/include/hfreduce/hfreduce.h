@@ -45,8 +45,10 @@ enum class NvlinkPairs { off, automatic, force };
 
 // Messages below Options::fallback_bytes skip the pipeline:
 //   automatic: on a communicator that is one node, a shared-memory exchange (every rank publishes
-//              its input, then reduces all of them: one hand-off per peer); across nodes,
-//              MPI_Allreduce;
+//              its input, then reduces all of them: one hand-off per peer; fp8 from 2 KiB reduces
+//              one slice per rank and exchanges the slices, and takes this exchange up to
+//              kFp8SmallShmBytes whatever fallback_bytes, as its decoding outweighs the
+//              pipeline's overlap); across nodes, MPI_Allreduce;
 //   mpi:       always MPI_Allreduce.
 enum class SmallPath { automatic, mpi };
 
@@ -66,6 +68,9 @@ inline constexpr std::size_t kDefaultFallbackBytes = 16 << 10;
 // The shared-memory small path's largest message (2 slots of it per local rank); a larger
 // fallback_bytes sends the messages above it to MPI_Allreduce.
 inline constexpr std::size_t kMaxSmallShmBytes = 256 << 10;
+// fp8 messages up to this size take the shared-memory exchange on one node (SmallPath::automatic,
+// fallback_bytes > 0) even above fallback_bytes: 2 ranks, 16-64 KiB, 1.4-1.6x the pipeline here.
+inline constexpr std::size_t kFp8SmallShmBytes = 64 << 10;
 
 struct Options {
   // Pipeline unit; rounded to a multiple of 64 B per slice. 0: chosen per communicator from the

@@ -263,6 +263,37 @@ void check_fast_path(Env& env) {
   }
 }
 
+// 6a. fp8 takes the shared-memory exchange (split) up to kFp8SmallShmBytes on one node, above the
+// default fallback_bytes; other types and larger fp8 messages take the pipeline. Exact throughout.
+void check_fp8_small_path(Env& env) {
+  hfreduce::Options o = env.opt;
+  o.fallback_bytes = hfreduce::kDefaultFallbackBytes;
+  hfreduce::Communicator c(MPI_COMM_WORLD, o);
+  const bool one_node = c.layout().nnodes == 1;
+  const std::size_t limit = hfreduce::kFp8SmallShmBytes;
+  struct Case {
+    ffb::DataType type;
+    std::size_t count;
+    bool shm;
+  };
+  const Case cases[] = {{ffb::DataType::f8e4m3, 16 << 10, one_node},
+                        {ffb::DataType::f8e5m2, 40001, one_node},
+                        {ffb::DataType::f8e4m3, limit, one_node},
+                        {ffb::DataType::f8e5m2, limit + 1, false},
+                        {ffb::DataType::f32, 8 << 10, false}};
+  for (const auto& k : cases)
+    for (auto op : ffb::kAllReduceOps) {
+      const ffb::ExpectedResult expected(k.type, op, env.size);
+      std::vector<unsigned char> send(k.count * ffb::size_of(k.type)), recv(send.size());
+      ffb::fill_pattern(send.data(), k.type, op, env.size, env.rank, k.count);
+      c.allreduce(send.data(), recv.data(), k.count, k.type, op);
+      const bool shm = c.last_stage_times().algorithm == hfreduce::Algorithm::shm;
+      env.checks.expect(shm == k.shm && expected.count_wrong(recv.data(), k.count) == 0,
+                        fmt::format("fp8 small path: {} {} count {} {}", ffb::name_of(k.type),
+                                    ffb::name_of(op), k.count, k.shm ? "shm" : "pipeline"));
+    }
+}
+
 // 6b. A peer that never arrives: the shared-memory small path gives up after timeout_s with
 // Error(timeout) naming the local rank it waited for (one node, 2+ ranks; rank 0 calls alone).
 void check_small_path_timeout(Env& env) {
@@ -357,6 +388,7 @@ int main(int argc, char** argv) {
     check_reduce_and_broadcast(env);
     check_two_communicators(env);
     check_fast_path(env);
+    check_fp8_small_path(env);
     check_small_path_timeout(env);
     if (big) check_big_count(env);
   } catch (const hfreduce::Error& e) {
