@@ -870,7 +870,10 @@ PlacementTiming PlacementMeasurer::measure(std::size_t count, DataType type, Red
         "PlacementMeasurer: {} B asked for, buffers of {} B prepared", bytes, impl_->max_bytes));
   impl_->runner.set_point(bytes, type, op);
   const PlacementResult r = impl_->runner.measure(count, type, op, in_place);
-  return PlacementTiming{.time_us = r.time_us, .time_mean_us = r.summary.mean, .wrong = r.wrong};
+  return PlacementTiming{.time_us = r.time_us,
+                         .time_mean_us = r.summary.mean,
+                         .time_p50_us = r.summary.p50,
+                         .wrong = r.wrong};
 }
 
 int collective_main(int argc, char** argv, const std::string& program,

@@ -5,7 +5,8 @@ or a core dump; `--check-args` with good arguments exits 0 without a word.
 Rows: #6 (a non-UTF-8 sweep config), #7 (options a program lacks refused at config time by asking
 the program; a failed point quotes the program's own line), #11 (harness_overhead_bench reads its
 options with the shared parser), #12 (ddp model-file bounds), #13 (numeric options of ddp_bench
-and the collective programs), #15 (mpi_allreduce_bench offers only the types its backend reduces).
+and the collective programs), #15 (mpi_allreduce_bench offers only the types its backend reduces),
+#17 (small_message_bench).
 The programs run as single processes (MPI singletons, no mpirun), as `ffbench run` checks them.
 """
 import os
@@ -67,6 +68,38 @@ def assert_one_line_usage(res, *needles):
 def test_harness_overhead_bad_options(args, needle):
     assert_one_line_usage(run([program("harness_overhead_bench"), *args]),
                           "harness_overhead_bench: error:", needle)
+
+
+# ---- #17: small_message_bench ----
+
+@pytest.mark.parametrize("args,needle", [
+    (["--bogus"], "--bogus"),
+    (["-b", "0"], "-b/--minbytes 0"),
+    (["-e", "2M"], "-e/--maxbytes 2M"),
+    (["-b", "64K", "-e", "4"], "-b/--minbytes"),
+    (["-b", "4x"], "4x"),
+    (["-f", "1"], "-f/--stepfactor 1"),
+    (["-d", "int4"], "-d/--datatype 'int4'"),
+    (["-d", ","], "-d/--datatype"),
+    (["-n", "0"], "-n/--iters 0"),
+    (["-w", "-1"], "-w/--warmup_iters -1"),
+    (["-r", "0"], "-r/--rounds 0"),
+    (["-c", "2"], "-c/--check 2"),
+    (["-T", "nan"], "-T/--timeout nan"),
+])
+@pytest.mark.parametrize("check", [False, True], ids=["run", "check-args"])
+def test_small_message_bad_options(args, needle, check):
+    extra = ["--check-args"] if check else []
+    assert_one_line_usage(run([program("small_message_bench"), *args, *extra]),
+                          "small_message_bench: error:", needle)
+
+
+def test_small_message_bad_output_dir_writes_nothing(tmp_path):
+    out = tmp_path / "missing" / "r.h5"
+    res = run([program("small_message_bench"), "-d", "float", "-e", "8", "-r", "1",
+               "--output", str(out)])
+    assert_one_line_usage(res, "--output", str(out))
+    assert not out.parent.exists()
 
 
 # ---- #13 (collective programs) and #15 ----
@@ -208,6 +241,7 @@ def test_ddp_bad_options(args, needle, check):
 
 @pytest.mark.parametrize("name,args", [
     ("harness_overhead_bench", ["-n", "10", "-r", "2"]),
+    ("small_message_bench", ["-b", "8", "-e", "1M", "-f", "4", "-d", "float,fp8", "-r", "3"]),
     ("ddp_bench", ["--model", "vgg16", "--compute", "emulated", "--scale", "0.01",
                    "--backend", "hfreduce,mpi,none", "--ranks-per-node", "2"]),
     ("ddp_bench", ["--model", "llama-13b"]),  # far too big to run here, and valid

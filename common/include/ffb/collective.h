@@ -125,11 +125,13 @@ class CollectiveBackend {
 
 // One placement of one point measured by the sweep's own code (warm-up, the timed loop, the
 // combination over ranks, validation unless -c 0), for programs that study the harness itself
-// (harness_overhead_bench): what they time is what every row of collective_main is made of.
-// `backend` must be set up for `comm`. Each measure() is collective over comm.
+// (harness_overhead_bench) or set backends side by side (small_message_bench): what they time is
+// what every row of collective_main is made of. `backend` must be set up for `comm`. Each measure()
+// is collective over comm.
 struct PlacementTiming {
   double time_us = 0;       // rank 0: the `time` column (-a max: the slowest rank's mean)
   double time_mean_us = 0;  // rank 0: time_mean, the mean of the per-iteration slowest rank
+  double time_p50_us = 0;   // rank 0: time_p50, the median of the per-iteration slowest rank
   std::int64_t wrong = -1;  // every rank: wrong elements over all ranks (-1 under -c 0)
 };
 
