@@ -45,7 +45,7 @@ enum class NvlinkPairs { off, automatic, force };
 
 // Messages below Options::fallback_bytes skip the pipeline:
 //   automatic: on a communicator that is one node, a shared-memory exchange (every rank publishes
-//              its input, then reduces all of them: one hand-off per peer; fp8 from 2 KiB reduces
+//              its input, then reduces all of them: one hand-off per peer; fp8 from 512 B reduces
 //              one slice per rank and exchanges the slices, and takes this exchange up to
 //              kFp8SmallShmBytes whatever fallback_bytes, as its decoding outweighs the
 //              pipeline's overlap); across nodes, MPI_Allreduce;

@@ -5,7 +5,7 @@
 // rank order, into its output. One hand-off per peer instead of MPI's log2(n) message rounds, and
 // the same bits on every rank (same inputs, same order, the same kernel as the pipeline).
 //
-// fp8 from 2 KiB (kSplitMinBytes) splits the work: each rank reduces one slice of every input
+// fp8 from 512 B (kSplitMinBytes) splits the work: each rank reduces one slice of every input
 // into its own slot and publishes again, then every rank copies the slices. Decoding fp8 costs
 // more than the second hand-off.
 //
@@ -41,7 +41,7 @@ class SmallAllreduce {
   std::size_t max_bytes() const { return slot_bytes_; }
 
   // From this size, fp8 splits the reduction over the ranks (see above).
-  static constexpr std::size_t kSplitMinBytes = 2048;
+  static constexpr std::size_t kSplitMinBytes = 512;
   // Whether a call of this type and size splits (the same answer on every rank).
   bool splits(ffb::DataType type, std::size_t bytes) const;
 

@@ -219,7 +219,7 @@ void check_two_communicators(Env& env) {
 }
 
 // 6. The small-message paths for every type and op, exact: the shared-memory exchange on one node
-// (fp8 from 2 KiB with the reduction split over the ranks; MPI across nodes) and, with small_path
+// (fp8 from 512 B with the reduction split over the ranks; MPI across nodes) and, with small_path
 // mpi, MPI_Allreduce (fp16, bf16, fp8 through user-defined ops); in and out of place, count 0, and
 // alternating with pipeline calls (the two share nothing but the call order).
 void check_fast_path(Env& env) {
@@ -234,10 +234,10 @@ void check_fast_path(Env& env) {
     for (auto t : ffb::kAllDataTypes)
       for (auto op : ffb::kAllReduceOps) {
         const ffb::ExpectedResult expected(t, op, size);
-        // 2048 and 3001: fp8's split exchange at its threshold and with uneven slices
+        // 511, 512, 1003: fp8's exchange just below its split, at it and with uneven slices
         for (std::size_t count :
-             {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{1003}, std::size_t{2048},
-              std::size_t{3001}, (std::size_t{40} << 10) / ffb::size_of(t)}) {
+             {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{511}, std::size_t{512},
+              std::size_t{1003}, std::size_t{3001}, (std::size_t{40} << 10) / ffb::size_of(t)}) {
           std::vector<unsigned char> send(count * ffb::size_of(t)), recv(send.size());
           ffb::fill_pattern(send.data(), t, op, size, rank, count);
           const bool in_place = count % 2 == 1;
