@@ -62,7 +62,7 @@ bench: build
 # REPORT.md from the results committed under results/ (see results/README.md).
 report: deps
 	scripts/ffbench report results/local-run.h5 results/reference-run.h5 results/perf-hfreduce.h5 \
-	    results/perf-hfreduce-emu.h5 $(wildcard results/perf-hfreduce-small-summary.h5) \
+	    results/perf-hfreduce-emu.h5 results/perf-hfreduce-small.h5 \
 	    results/crosscheck.h5 results/gpu/gpu-check-h100.h5 \
 	    --out results/report --markdown REPORT.md
 

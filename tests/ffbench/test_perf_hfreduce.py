@@ -1,7 +1,8 @@
 """scripts/perf-hfreduce: the figures of the emulated series and of the small-message table
 (read back from results files written with the real Python writer), the report's perf section,
-the argument checks, the small table end to end (real mpirun, 2 ranks), and the emulated quick
-mode end to end, interrupted included (root and network namespaces; skipped otherwise)."""
+the argument checks, the small table end to end (small_message_bench under real mpirun, 2
+ranks), and the emulated quick mode end to end, interrupted included (root and network
+namespaces; skipped otherwise)."""
 import json
 import os
 import shutil
@@ -143,53 +144,69 @@ def test_row_algorithm_column_kinds():
     assert perf.row_algorithm({"algorithm": np.array([3.5])}, 0) == "mixed (3.5)"
 
 
-def small_run(path, session, program, ranks, rnd, rows, fallback=None, env=None):
-    series = f"small.{session}.{rnd}"
-    h5io.append_run(str(path), attrs(perf.small_label(series, program, ranks),
-                                     f"{program}_bench" if program == "hfreduce"
-                                     else "mpi_allreduce_bench", 1, ranks,
-                                     {"FFB_PERF_SERIES": series} if env is None else env),
-                    table(rows, fallback=fallback))
+def small_run(path, session, ranks, rows, env=None, status="complete"):
+    """A small_message_bench run: rows of (round, type, size, candidate, time_p50, path)."""
+    series = f"small.{session}"
+    cols = {k: [] for k in ("round", "type", "size", "candidate", "measured_type", "time_p50",
+                            "path")}
+    for rnd, dtype, size, cand, t50, path_ in rows:
+        measured = "uint8" if cand == "mpi" and dtype in perf.MPI_STAND_IN else dtype
+        for k, v in zip(cols, (rnd, dtype, size, cand, measured, t50, path_)):
+            cols[k].append(v)
+    units = {"round": "1", "size": "B", "time_p50": "us"}
+    h5io.append_run(str(path), attrs(perf.small_label(series, ranks), "small_message_bench", 1,
+                                     ranks, {"FFB_PERF_SERIES": series} if env is None else env,
+                                     kind=perf.SMALL_KIND, status=status),
+                    {perf.SMALL_KIND: {k: (v, units.get(k, "1")) for k, v in cols.items()}})
 
 
-def test_small_points_medians_and_stand_in(tmp_path):
+def small_rounds(triples, dtype, size, path_="shm"):
+    """Rows of one point: per round (hfreduce, hfmpi, mpi) us."""
+    return [(rnd, dtype, size, cand, t, path_ if cand != "mpi" else "mpi")
+            for rnd, times in enumerate(triples)
+            for cand, t in zip(("hfreduce", "hfmpi", "mpi"), times)]
+
+
+def test_small_points_paired_ratios_and_stand_in(tmp_path):
     path = tmp_path / "small.h5"
-    old = "20261201T000000"
-    new = "20261202T000000"
-    small_run(path, old, "hfreduce", 2, 0, [(4, "float", 0, 1000.0)], fallback=[1])
-    for rnd, (hf, mpi) in enumerate([(10.0, 20.0), (30.0, 10.0), (12.0, 22.0)]):
-        # double at 4 B: 0 elements, size 0 -> no point
-        small_run(path, new, "hfreduce", 2, rnd, [(4, "float", 0, hf), (4, "fp8_e4m3", 0, hf / 2),
-                                                  (0, "double", 0, 1.0)], fallback=[1, 0, 1])
-        small_run(path, new, "hfmpi", 2, rnd, [(4, "float", 0, hf * 2), (4, "fp8_e4m3", 0, hf * 3)],
-                  fallback=[1, 1])
-        small_run(path, new, "mpi", 2, rnd, [(4, "float", 0, mpi), (4, "uint8", 0, mpi * 2)])
-    small_run(path, "20261203T000000", "mpi", 2, 9, [(4, "float", 0, 1.0)], env={})  # not ours
+    small_run(path, "20261201T000000", 2, small_rounds([(1000.0, 1.0, 1.0)], "float", 4))  # old
+    # Round 1 is a slow state for all three: the paired ratio stays at 0.5, where the ratio of the
+    # medians (12/22) would not.
+    flt = [(10.0, 24.0, 20.0), (30.0, 62.0, 60.0), (12.0, 20.0, 22.0)]
+    fp8 = [(5.0, 30.0, 40.0), (15.0, 90.0, 20.0), (6.0, 36.0, 44.0)]
+    small_run(path, "20261202T000000", 2,
+              small_rounds(flt, "float", 4) + small_rounds(fp8, "fp8_e4m3", 4))
+    small_run(path, "20261202T000000", 4, small_rounds([(1.0, 1.0, 1.0)], "float", 4),
+              status="failed")  # not complete: left out
+    small_run(path, "20261203T000000", 2, small_rounds([(1.0, 1.0, 1.0)], "float", 4),
+              env={})  # not ours
     points = perf.small_points(perf.small_series_runs(h5io.read_runs(str(path))))
-    assert [(p.datatype, p.size) for p in points] == [("float", 4), ("fp8_e4m3", 4)]
-    flt, fp8 = points
-    assert flt.hf == [10.0, 30.0, 12.0]                       # the old session is left out
-    assert flt.hf_median == 12.0 and flt.mpi_median == 20.0 and flt.ratio == pytest.approx(0.6)
-    assert flt.mpi_path_ratio == pytest.approx(24.0 / 20.0) and flt.stand_in_ratio is None
-    assert flt.carried_by == {"mpi"}
+    assert [(p.ranks, p.datatype, p.size) for p in points] == [(2, "float", 4), (2, "fp8_e4m3", 4)]
+    f, e = points
+    assert f.hf == [10.0, 30.0, 12.0]                         # the old session is left out
+    assert f.hf_median == 12.0 and f.mpi_median == 22.0
+    assert f.ratio == pytest.approx(0.5) and f.paired_rounds == 3
+    assert f.mpi_path_ratio == pytest.approx(62.0 / 60.0) and f.stand_in_ratio is None
+    assert f.carried_by == {"shm"}
     # fp8: MPI's figure is MPI_Allreduce with the user-defined op (hfmpi); uint8 is the lower bound
-    assert fp8.mpi_type == perf.USER_OP and fp8.mpi_median == 36.0 and fp8.hf_median == 6.0
-    assert fp8.ratio == pytest.approx(6.0 / 36.0) and fp8.carried_by == {"hfreduce"}
-    assert fp8.stand_in == [40.0, 20.0, 44.0] and fp8.stand_in_ratio == pytest.approx(0.15)
+    assert e.mpi_type == perf.USER_OP and e.mpi_median == 36.0 and e.hf_median == 6.0
+    assert e.ratio == pytest.approx(1 / 6) and e.mpi_path_ratio is None
+    assert e.stand_in_ratio == pytest.approx(6.0 / 44.0)     # per round 0.125, 0.75, 0.136
     head, body = perf.small_matrix(points, 2, stand_in=True)
-    assert head == ["type", "4"] and body == [["fp8_e4m3 (MPI: uint8)", "0.15"]]
+    assert head == ["type", "4"] and body == [["fp8_e4m3 (MPI: uint8)", "0.14"]]
     head, body = perf.small_matrix(points, 2)
-    assert head == ["type", "4"] and body == [["float", "0.60"], ["fp8_e4m3 (MPI: user-op)", "0.17"]]
+    assert head == ["type", "4"] and body == [["float", "0.50"], ["fp8_e4m3 (MPI: user-op)", "0.17"]]
     line = perf.small_summary(points)[0]
-    assert line.startswith("2 ranks: median ratio 0.38 over 2 points, HFReduce faster or equal "
-                           "at 2; highest 0.60 (float, 4)")
+    assert line.startswith("2 ranks: median ratio 0.33 over 2 points, HFReduce faster or equal "
+                           "at 2; highest 0.50 (float, 4)")
+    assert "fp8 against MPI's uint8 on the same bytes (a lower bound): faster or equal at 1 of 1" \
+        in line
 
 
 def test_report_section(tmp_path):
     emu_path, small_path = tmp_path / "emu.h5", tmp_path / "small.h5"
     write_emu_series(emu_path)
-    small_run(small_path, "20261202T000000", "hfreduce", 2, 0, [(64, "half", 0, 5.0)])
-    small_run(small_path, "20261202T000000", "mpi", 2, 0, [(64, "half", 0, 10.0)])
+    small_run(small_path, "20261202T000000", 2, small_rounds([(5.0, 9.0, 10.0)], "half", 64))
     runs = h5io.read_runs(str(emu_path)) + h5io.read_runs(str(small_path))
     text = "\n".join(report.perf_hfreduce_section(runs))
     assert "## HFReduce against Open MPI: `scripts/perf-hfreduce` (measured)" in text
@@ -209,7 +226,7 @@ def test_report_section(tmp_path):
     (["--emulated", "--emu-name", "Bad_Name"], "--emu-name 'Bad_Name'"),
     (["--small", "--rounds", "0"], "--rounds 0: give at least 1"),
     (["--sizes", "1M"], "--sizes: only with --emulated"),
-    (["--small", "--bin", "/nonexistent"], "--bin /nonexistent: hfreduce_bench is missing"),
+    (["--small", "--bin", "/nonexistent"], "--bin /nonexistent: small_message_bench is missing"),
 ])
 def test_bad_arguments(argv, message, capsys):
     assert perf.main(argv) == 2
@@ -241,33 +258,42 @@ def programs_built():
 
 
 def test_small_quick_end_to_end(tmp_path):
-    if not programs_built() or shutil.which("mpirun") is None:
-        pytest.skip("hfreduce_bench / mpi_allreduce_bench not built (FFB_BIN) or no mpirun")
+    if not os.access(os.path.join(BIN, "small_message_bench"), os.X_OK) or not shutil.which(
+            "mpirun"):
+        pytest.skip("small_message_bench not built (FFB_BIN) or no mpirun")
     out, txt = tmp_path / "small.h5", tmp_path / "small.txt"
     res = subprocess.run([SCRIPT, "--small", "--quick", "--bin", BIN, "--output", str(out),
                           "--text", str(txt), "--iters", "5", "--warmup", "1"],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     runs = h5io.read_runs(str(out))
-    labels = [r.attrs["label"] for r in runs]
-    assert len(runs) == 6 and len(set(labels)) == 6          # 2 rounds x hfreduce, hfmpi, mpi
-    assert [lab.split(".")[1] for lab in labels] == ["hfreduce", "hfmpi", "mpi",
-                                                    "mpi", "hfmpi", "hfreduce"]  # ABC CBA
-    rounds = [json.loads(r.attrs["environment"])["FFB_PERF_SERIES"].rsplit(".", 1)[1] for r in runs]
-    assert rounds == ["0", "0", "0", "1", "1", "1"]
+    assert len(runs) == 1 and runs[0].attrs["kind"] == perf.SMALL_KIND   # one run: 2 ranks
+    assert runs[0].attrs["program"] == "small_message_bench" and runs[0].attrs["nranks"] == 2
+    t = runs[0].tables[perf.SMALL_KIND]
+    cands = [c.decode() if isinstance(c, bytes) else c for c in t["candidate"]]
+    # every point measures the three back to back, forwards in round 0, backwards in round 1
+    assert cands[:3] == ["hfreduce", "hfmpi", "mpi"] and cands[-3:] == ["mpi", "hfmpi", "hfreduce"]
+    assert sorted(set(int(r) for r in t["round"])) == [0, 1]
+    assert all(int(w) == 0 for w in t["wrong"])            # validated: -c 1 by default
     text = txt.read_text()
     assert "## ratio HFReduce / MPI, 2 ranks" in text
     points = perf.small_points(perf.small_series_runs(runs))
     assert {p.datatype for p in points} == set(perf.SMALL_QUICK_TYPES)
     assert {p.size for p in points} == {4 << (2 * k) for k in range(8)}   # 4 B .. 64 KiB, x4
-    assert all(len(p.hf) == 2 and p.ratio > 0 for p in points)
-    assert all(len(p.mpi) == 2 for p in points if p.datatype not in perf.MPI_STAND_IN)
-    assert all(len(p.hf_mpi) == 2 and p.mpi_path_ratio > 0 for p in points)
-    # one node: below 16 KiB the shared-memory path carries HFReduce's calls, above it the pipeline
-    assert {next(iter(p.carried_by)) for p in points if p.size < 16 << 10} == {"shm"}
-    assert {next(iter(p.carried_by)) for p in points if p.size >= 16 << 10} == {"intra-node"}
+    assert all(len(p.hf) == 2 and p.paired_rounds == 2 and p.ratio > 0 for p in points)
+    assert all(p.mpi_path_ratio > 0 for p in points if not p.fp8)
+    assert all(p.stand_in_ratio > 0 and len(p.times("mpi")) == 2 for p in points if p.fp8)
+    # one node: below 16 KiB the shared-memory path carries HFReduce's calls, above it the pipeline;
+    # fp8 keeps the shared-memory path up to 64 KiB
+    assert {next(iter(p.carried_by)) for p in points if p.size < 16 << 10 or p.fp8} == {"shm"}
+    assert {next(iter(p.carried_by)) for p in points if p.size >= 16 << 10 and not p.fp8} \
+        == {"intra-node"}
     assert {p.mpi_type for p in points if p.datatype == "fp8_e4m3"} == {perf.USER_OP}
-    assert all(len(p.stand_in) == 2 for p in points if p.datatype == "fp8_e4m3")
+    # the fp8 rows of the MPI candidate reduced uint8 on the same bytes
+    types = [x.decode() if isinstance(x, bytes) else x for x in t["type"]]
+    measured = [x.decode() if isinstance(x, bytes) else x for x in t["measured_type"]]
+    assert {m for ty, c, m in zip(types, cands, measured) if ty == "fp8_e4m3" and c == "mpi"} \
+        == {"uint8"}
 
 
 def need_emu():

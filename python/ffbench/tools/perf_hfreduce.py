@@ -20,12 +20,13 @@ Default: this host.
   --fresh) unless --resume keeps its complete points.
 
 --small: latency from 4 B to 64 KiB (x2 steps) for every type HFReduce reduces, 2 and 4 ranks on
-  this host, HFReduce against MPI_Allreduce on the same type, and HFReduce's other candidate
-  (--small-path mpi --fallback-bytes 1M: MPI_Allreduce at every size, with user-defined ops
-  running HFReduce's kernels). fp8, which MPI has no type for, is set against MPI_Allreduce
-  with that user-defined fp8 op, and also against MPI_Allreduce of uint8 on the same bytes (no fp8 arithmetic: a lower bound). --rounds
-  rounds, counterbalanced (hfreduce hfmpi mpi, then mpi hfmpi hfreduce, ...); per point the
-  median over rounds of each run's median iteration (slowest rank), and the ratio of the medians
+  this host: one small_message_bench run per rank count, which times HFReduce (library defaults),
+  its other candidate (--small-path mpi: MPI_Allreduce at every size, with user-defined ops
+  running HFReduce's kernels) and MPI_Allreduce side by side in one process, back to back at
+  each point, in --rounds rounds whose order turns every round. fp8, which MPI has no type for,
+  is set against MPI_Allreduce with that user-defined fp8 op, and also against MPI_Allreduce of
+  uint8 on the same bytes (no fp8 arithmetic: a lower bound). Per point the median over rounds
+  of each candidate's median iteration (slowest rank), and the median of the per-round ratios
   HFReduce / MPI (< 1: HFReduce faster). Runs: results/perf-hfreduce-small.h5; table:
   results/perf-hfreduce-small.txt.
 
@@ -95,12 +96,11 @@ SMALL_QUICK_TYPES = ("float", "half", "fp8_e4m3")
 # beside it as a lower bound (it moves the bytes and does no fp8 arithmetic).
 MPI_STAND_IN = {"fp8_e4m3": "uint8", "fp8_e5m2": "uint8"}
 USER_OP = "user-op"
-# Labels NAME@KEY as a sweep writes them: the report's generic sections then see one series per
-# program (perf-small.hfreduce, perf-small.mpi), apart from the host series' hfreduce and mpi. The
-# session (start time) and the round are in FFB_PERF_SERIES, the key is made from them.
-SMALL_LABEL_RE = re.compile(r"^perf-small\.(?P<program>hfreduce|hfmpi|mpi)\.r(?P<ranks>\d+)"
-                            r"@[0-9a-f]{12}$")
-SMALL_SERIES_RE = re.compile(r"^small\.(?P<session>\d{8}T\d{6})\.(?P<round>\d+)$")
+# small_message_bench labels its run perf-small.r<ranks>@KEY; the session (start time) is in
+# FFB_PERF_SERIES, the key is made from it. Each run holds every round of one rank count.
+SMALL_LABEL_RE = re.compile(r"^perf-small\.r(?P<ranks>\d+)@[0-9a-f]{12}$")
+SMALL_SERIES_RE = re.compile(r"^small\.(?P<session>\d{8}T\d{6})$")
+SMALL_KIND = "small_message"  # the runs' kind and table (small_message_bench, results/SCHEMA.md)
 
 
 def run(cmd, label):
@@ -433,13 +433,15 @@ EMU_MD_HEAD = ("link", "nodes x ranks", "size", "HFReduce tree", "HFReduce ring"
 
 # ---- the small-message table ---------------------------------------------------------------
 
-def small_label(series, program, ranks):
-    key = hashlib.sha1(f"{series}.{program}.{ranks}".encode()).hexdigest()[:12]
-    return f"perf-small.{program}.r{ranks}@{key}"
+def small_label(series, ranks):
+    key = hashlib.sha1(f"{series}.{ranks}".encode()).hexdigest()[:12]
+    return f"perf-small.r{ranks}@{key}"
 
 
 def small_match(run):
-    """{session, round, program, ranks} of a run of the small-message table, else None."""
+    """{session, ranks} of a small_message_bench run of the table, else None."""
+    if run.attrs.get("kind") != SMALL_KIND or SMALL_KIND not in run.tables:
+        return None
     label = SMALL_LABEL_RE.match(_text(run.attrs.get("label", "")))
     series = SMALL_SERIES_RE.match(str(_environment(run).get(SERIES_ENV, "")))
     if not label or not series:
@@ -448,8 +450,9 @@ def small_match(run):
 
 
 def small_series_runs(runs, session=None):
-    """The runs of the small-message table; of one session (start time) when given."""
-    return [r for r in runs if small_match(r) and session in (None, small_match(r)["session"])]
+    """The complete runs of the small-message table; of one session (start time) when given."""
+    return [r for r in runs if r.attrs.get("status") == "complete" and small_match(r)
+            and session in (None, small_match(r)["session"])]
 
 
 def newest_small_runs(runs):
@@ -458,104 +461,97 @@ def newest_small_runs(runs):
     return small_series_runs(mine, max(small_match(r)["session"] for r in mine)) if mine else []
 
 
+def _paired_median(rounds, num, den):
+    """Median over the rounds that have both of num's time / den's time (they ran back to back)."""
+    ratios = [t[num] / t[den] for t in rounds.values() if num in t and t.get(den, 0) > 0]
+    return statistics.median(ratios) if ratios else None
+
+
 @dataclass
 class SmallPoint:
+    """One (ranks, type, size) of the table: each candidate's time per round (us, the median
+    iteration of the slowest rank), as small_message_bench measured them back to back."""
     ranks: int
     datatype: str
     size: int
-    mpi_type: str
-    hf: list = field(default_factory=list)    # us, one per round (median iteration, slowest rank)
-    mpi: list = field(default_factory=list)
-    hf_mpi: list = field(default_factory=list)  # HFReduce with --small-path mpi (the other candidate)
-    stand_in: list = field(default_factory=list)  # fp8: MPI_Allreduce of uint8 on the same bytes
-    carried_by: set = field(default_factory=set)  # what carried HFReduce's calls (_carrier)
+    rounds: dict = field(default_factory=dict)    # round -> {candidate: us}
+    carried_by: set = field(default_factory=set)  # HFReduce's path: shm, intra-node, mpi
+
+    @property
+    def fp8(self):
+        return self.datatype in MPI_STAND_IN
+
+    @property
+    def mpi_type(self):
+        """What the MPI figure reduces: the type, or for fp8 a user-defined op (USER_OP)."""
+        return USER_OP if self.fp8 else self.datatype
+
+    @property
+    def reference(self):
+        """The candidate HFReduce is judged against: MPI_Allreduce of the type; for fp8, which MPI
+        has no type for, MPI_Allreduce with a user-defined fp8 op (HFReduce's --small-path mpi)."""
+        return "hfmpi" if self.fp8 else "mpi"
+
+    def times(self, candidate):
+        return [t[candidate] for _, t in sorted(self.rounds.items()) if candidate in t]
+
+    def median(self, candidate):
+        v = self.times(candidate)
+        return statistics.median(v) if v else None
+
+    @property
+    def hf(self):
+        return self.times("hfreduce")
 
     @property
     def hf_median(self):
-        return statistics.median(self.hf) if self.hf else None
+        return self.median("hfreduce")
 
     @property
     def mpi_median(self):
-        """MPI_Allreduce of this type; for fp8 (mpi_type USER_OP) with the user-defined op."""
-        ref = self.hf_mpi if self.mpi_type == USER_OP else self.mpi
-        return statistics.median(ref) if ref else None
-
-    @property
-    def best_ratio(self):
-        """The fastest round of each (both in the machine's fast state when any round was)."""
-        ref = self.hf_mpi if self.mpi_type == USER_OP else self.mpi
-        return min(self.hf) / min(ref) if self.hf and ref and min(ref) > 0 else None
-
-    @property
-    def stand_in_ratio(self):
-        """fp8: HFReduce / MPI_Allreduce of uint8 on the same bytes; None for other types."""
-        a, b = self.hf_median, (statistics.median(self.stand_in) if self.stand_in else None)
-        return a / b if a is not None and b else None
+        return self.median(self.reference)
 
     @property
     def ratio(self):
-        a, b = self.hf_median, self.mpi_median
-        return a / b if a is not None and b else None
+        """HFReduce / its reference: the median of the per-round ratios."""
+        return _paired_median(self.rounds, "hfreduce", self.reference)
+
+    @property
+    def stand_in_ratio(self):
+        """fp8: HFReduce / MPI_Allreduce of uint8 on the same bytes (a lower bound); else None."""
+        return _paired_median(self.rounds, "hfreduce", "mpi") if self.fp8 else None
 
     @property
     def mpi_path_ratio(self):
-        """HFReduce's MPI fast path (--small-path mpi) / MPI, None when not measured."""
-        a, b = (statistics.median(self.hf_mpi) if self.hf_mpi else None), self.mpi_median
-        return a / b if a is not None and b else None
+        """HFReduce's other candidate, --small-path mpi, / MPI (None for fp8: it is the MPI
+        figure there)."""
+        return None if self.fp8 else _paired_median(self.rounds, "hfmpi", "mpi")
 
-
-def _carrier(t, i):
-    """The `algorithm` column's word (mpi, intra-node, ...), else from the fallback metric: mpi
-    (the MPI fast path) or hfreduce (its own path)."""
-    alg = row_algorithm(t, i)
-    if alg:
-        return alg
-    fb = t.get("fallback")
-    if fb is None:
-        return "?"
-    return "mpi" if float(fb[i]) > 0 else "hfreduce"
+    @property
+    def paired_rounds(self):
+        return sum(1 for t in self.rounds.values() if "hfreduce" in t and self.reference in t)
 
 
 def small_points(runs, session=None):
     """[SmallPoint] of one small-message session in `runs` (default: the newest), by ranks, type
-    and size."""
-    series = _latest_complete(runs, small_match)
-    if not series:
+    and size; of each rank count the newest complete run."""
+    mine = small_series_runs(runs, session)
+    if not mine:
         return []
-    session = session or max(m["session"] for m, _ in series.values())
+    session = session or max(small_match(r)["session"] for r in mine)
+    newest = {}
+    for run in sorted(small_series_runs(mine, session), key=lambda r: str(r.id)):
+        newest[int(small_match(run)["ranks"])] = run
     points = {}
-    hf_types = set()
-    # Pass 1: HFReduce's rows decide the points (every type it reduces); pass 2: MPI's rows of
-    # each point's MPI type (the type itself, or the stand-in with the same bytes).
-    for m, run in series.values():
-        if m["session"] != session or m["program"] != "hfreduce":
-            continue
-        t = run.tables["collective"]
-        for i, size in _out_of_place(run):
-            dt = _text(t["type"][i])
-            hf_types.add(dt)
-            key = (int(m["ranks"]), dt, size)
-            p = points.setdefault(key, SmallPoint(key[0], dt, size,
-                                                  USER_OP if dt in MPI_STAND_IN else dt))
-            p.hf.append(float(t["time_p50"][i]))
-            p.carried_by.add(_carrier(t, i))
-    for m, run in series.values():
-        if m["session"] != session or m["program"] == "hfreduce":
-            continue
-        t = run.tables["collective"]
-        for i, size in _out_of_place(run):
-            typ = _text(t["type"][i])
-            if m["program"] == "hfmpi":
-                p = points.get((int(m["ranks"]), typ, size))
-                if p is not None:
-                    p.hf_mpi.append(float(t["time_p50"][i]))
-                continue
-            for dt in hf_types:
-                p = points.get((int(m["ranks"]), dt, size))
-                if p is not None and p.datatype == typ:
-                    p.mpi.append(float(t["time_p50"][i]))
-                elif p is not None and MPI_STAND_IN.get(dt) == typ:
-                    p.stand_in.append(float(t["time_p50"][i]))
+    for ranks, run in newest.items():
+        t = run.tables[SMALL_KIND]
+        for i in range(len(t["size"])):
+            key = (ranks, _text(t["type"][i]), int(t["size"][i]))
+            p = points.setdefault(key, SmallPoint(*key))
+            cand = _text(t["candidate"][i])
+            p.rounds.setdefault(int(t["round"][i]), {})[cand] = float(t["time_p50"][i])
+            if cand == "hfreduce":
+                p.carried_by.add(_text(t["path"][i]))
     order = {t: k for k, t in enumerate(SMALL_TYPES)}
     return [points[k] for k in sorted(points, key=lambda k: (k[0], order.get(k[1], 99), k[1],
                                                              k[2]))]
@@ -563,16 +559,15 @@ def small_points(runs, session=None):
 
 def small_text(points):
     out = [f"{'ranks':>5} {'type':>9} {'size':>6} {'hfreduce us':>12} {'MPI us':>9} "
-           f"{'MPI type':>9} {'ratio':>6} {'rounds':>7}  {'hfreduce path':<14} "
+           f"{'MPI type':>9} {'ratio':>6} {'rounds':>6}  {'hfreduce path':<14} "
            f"{'mpi-path us':>11} {'mpi-path ratio':>14} {'uint8 MPI us':>12} {'vs uint8':>8}"]
     for p in points:
-        hf_mpi = statistics.median(p.hf_mpi) if p.hf_mpi else None
-        stand_in = statistics.median(p.stand_in) if p.stand_in else None
         out.append(f"{p.ranks:5} {p.datatype:>9} {format_size(p.size):>6} "
                    f"{_f(p.hf_median, 2):>12} {_f(p.mpi_median, 2):>9} {p.mpi_type:>9} "
-                   f"{_f(p.ratio, 2):>6} {f'{len(p.hf)}/{len(p.mpi or p.hf_mpi)}':>7}  "
-                   f"{', '.join(sorted(p.carried_by)):<14} {_f(hf_mpi, 2):>11} "
-                   f"{_f(p.mpi_path_ratio, 2):>14} {_f(stand_in, 2):>12} "
+                   f"{_f(p.ratio, 2):>6} {p.paired_rounds:>6}  "
+                   f"{', '.join(sorted(p.carried_by)):<14} {_f(p.median('hfmpi'), 2):>11} "
+                   f"{_f(p.mpi_path_ratio, 2):>14} "
+                   f"{_f(p.median('mpi') if p.fp8 else None, 2):>12} "
                    f"{_f(p.stand_in_ratio, 2):>8}")
     return out
 
@@ -584,7 +579,7 @@ def small_matrix(points, ranks, stand_in=False):
     sizes = sorted({p.size for p in mine})
     types = []
     for p in mine:
-        if p.datatype not in types and (not stand_in or p.datatype in MPI_STAND_IN):
+        if p.datatype not in types and (not stand_in or p.fp8):
             types.append(p.datatype)
     cell = {(p.datatype, p.size): p for p in mine}
     body = []
@@ -601,56 +596,48 @@ def small_matrix(points, ranks, stand_in=False):
     return ["type"] + [format_size(s) for s in sizes], body
 
 
+def _highest(points, key):
+    worst = max(points, key=key)
+    return f"highest {key(worst):.2f} ({worst.datatype}, {format_size(worst.size)})"
+
+
 def small_summary(points):
     lines = []
     for ranks in sorted({p.ranks for p in points}):
         rs = [p for p in points if p.ranks == ranks and p.ratio is not None]
         if not rs:
             continue
-        worst = max(rs, key=lambda p: p.ratio)
-        fast = [p for p in rs if p.carried_by - {"mpi", "?"}]
         line = (f"{ranks} ranks: median ratio {statistics.median(p.ratio for p in rs):.2f} over "
                 f"{len(rs)} points, HFReduce faster or equal at {sum(p.ratio <= 1 for p in rs)}; "
-                f"highest {worst.ratio:.2f} ({worst.datatype}, {format_size(worst.size)})")
-        if fast:
-            line += (f"; where HFReduce's own paths ran (shm, pipeline; not the MPI fast path): "
-                     f"median {statistics.median(p.ratio for p in fast):.2f} over {len(fast)} "
-                     f"points")
+                + _highest(rs, lambda p: p.ratio))
         lower = [p for p in rs if p.stand_in_ratio is not None]
         if lower:
-            worst_lower = max(lower, key=lambda p: p.stand_in_ratio)
             line += (f"; fp8 against MPI's uint8 on the same bytes (a lower bound): faster or "
                      f"equal at {sum(p.stand_in_ratio <= 1 for p in lower)} of {len(lower)}, "
-                     f"highest {worst_lower.stand_in_ratio:.2f} ({worst_lower.datatype}, "
-                     f"{format_size(worst_lower.size)})")
-        best = [p for p in rs if p.best_ratio is not None]
-        if best:
-            worst_best = max(best, key=lambda p: p.best_ratio)
-            line += (f"; fastest round against fastest round: faster or equal at "
-                     f"{sum(p.best_ratio <= 1 for p in best)} of {len(best)}, highest "
-                     f"{worst_best.best_ratio:.2f} ({worst_best.datatype}, "
-                     f"{format_size(worst_best.size)})")
+                     + _highest(lower, lambda p: p.stand_in_ratio))
         alt = [p for p in rs if p.mpi_path_ratio is not None]
         if alt:
             line += (f"; the other candidate, the MPI fast path (--small-path mpi): median "
-                     f"{statistics.median(p.mpi_path_ratio for p in alt):.2f}, highest "
-                     f"{max(p.mpi_path_ratio for p in alt):.2f}")
+                     f"{statistics.median(p.mpi_path_ratio for p in alt):.2f}, "
+                     + _highest(alt, lambda p: p.mpi_path_ratio))
         lines.append(line)
     return lines
 
 
-SMALL_NOTE = ("sum, out-of-place; per point the median over the rounds (program order reversed "
-              "every round) of each "
-              "run's median iteration (slowest rank), ratio of the medians HFReduce / MPI (< 1: "
-              "HFReduce faster). fp8 has no MPI type: its MPI figure is MPI_Allreduce with a "
-              "user-defined fp8 op (HFReduce's --small-path mpi), and the fp8 table beside it "
-              "sets HFReduce against MPI_Allreduce of uint8 on the same bytes, which moves the "
-              "bytes without any fp8 arithmetic (a lower bound). Below HFReduce's fallback size "
-              "(--fallback-bytes, default 16 KiB) "
-              "its calls take the small path: on one node the shared-memory exchange (shm), "
-              "else MPI_Allreduce (mpi, the MPI fast path); mpi-path = HFReduce run with "
-              "--small-path mpi --fallback-bytes 1M (MPI_Allreduce at every size), the other "
-              "candidate, in the same rounds.")
+SMALL_NOTE = ("small_message_bench times HFReduce (the library's defaults), HFReduce with "
+              "--small-path mpi (mpi-path: MPI_Allreduce at every size through HFReduce's ops) "
+              "and MPI_Allreduce side by side in one process: at each point the three run back "
+              "to back, in an order reversed every round, so each round's ratio pairs calls "
+              "made in the same machine state (the VM's latency differs from one mpirun to the "
+              "next by up to 3x). sum, out-of-place; time = median iteration of the slowest "
+              "rank, median over rounds; ratio = the median of the per-round ratios HFReduce / "
+              "MPI (< 1: HFReduce faster). fp8 has no MPI type: its MPI figure is MPI_Allreduce "
+              "with a user-defined fp8 op (mpi-path), and the fp8 table beside it sets HFReduce "
+              "against MPI_Allreduce of uint8 on the same bytes, which moves the bytes without "
+              "any fp8 arithmetic (a lower bound). Below 16 KiB (--fallback-bytes) HFReduce's "
+              "calls take the shared-memory exchange on one node (shm; fp8 from 512 B with the "
+              "reduction split over the ranks, and up to 64 KiB), above it the pipeline "
+              "(intra-node).")
 
 
 def describe_runs(runs):
@@ -843,15 +830,16 @@ def write_text(path, lines):
     os.replace(tmp, path)
 
 
-def _read_collective(path):
-    """The collective runs of `path`, after folding its segments into the one file (an index
+def _read_runs(path, kind):
+    """The runs of `path` of one kind, after folding its segments into the one file (an index
     with a segment per program run otherwise: one file to commit)."""
     from ffbench.data import h5io
     if not os.path.exists(path):
         return []
     if h5io.compact(path):
         print(f"# {path}: segments folded into the one file (ffbench merge --compact)")
-    return h5io.read_runs(path, kind="collective")
+    return h5io.read_runs(path, kind=kind)
+
 
 
 def run_emulated(args):
@@ -899,7 +887,7 @@ def run_emulated(args):
         for f in os.listdir(work):
             os.unlink(os.path.join(work, f))
         os.rmdir(work)
-    runs = emu_series_runs(_read_collective(out))
+    runs = emu_series_runs(_read_runs(out, "collective"))
     points = [p for p in emu_points(runs)
               if p.rate in rates and (p.nodes, p.rpn) in layouts and p.size in sizes]
     lines = [f"# scripts/perf-hfreduce --emulated: HFReduce against Open MPI on the emulated "
@@ -931,47 +919,34 @@ def now_text():
 
 
 def run_small(args):
-    _need_programs(args.bin, ("hfreduce_bench", "mpi_allreduce_bench"))
+    _need_programs(args.bin, ("small_message_bench",))
     out, text = _outputs(args, "perf-hfreduce-small")
     ranks = (2,) if args.quick else (2, 4)
     types = SMALL_QUICK_TYPES if args.quick else SMALL_TYPES
-    mpi_types = list(dict.fromkeys(MPI_STAND_IN.get(t, t) for t in types))
     iters = args.iters or (50 if args.quick else 200)
     warmup = (5 if args.quick else 20) if args.warmup is None else args.warmup
-    # 16: the VM's latency is bimodal from one mpirun to the next (docs: 14 or 47 us for the
-    # same 64 KiB call), and the median of fewer runs often lands in different modes
     rounds = args.rounds or (2 if args.quick else 16)
     factor = "4" if args.quick else "2"
     session = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    series = f"small.{session}"
     start, status = time.time(), 0
     with SigtermInterrupts():
         for np_ in ranks:
-            for k in range(rounds):
-                series = f"small.{session}.{k}"
-                env = dict(ENV, **{SERIES_ENV: series})
-                # ABC CBA: each program takes each place equally often over two rounds
-                order = ("hfreduce", "hfmpi", "mpi")
-                for prog in (order if k % 2 == 0 else order[::-1]):
-                    binary = os.path.join(args.bin, "mpi_allreduce_bench" if prog == "mpi"
-                                          else "hfreduce_bench")
-                    dtypes = mpi_types if prog == "mpi" else types
-                    # every size of the sweep through MPI_Allreduce (and its user-defined ops)
-                    extra = (["--small-path", "mpi", "--fallback-bytes", "1M"]
-                             if prog == "hfmpi" else [])
-                    cmd = ["mpirun", "-np", str(np_), binary, *extra, "-b", "4", "-e", "64K",
-                           "-f", factor, "-n", str(iters), "-w", str(warmup), "-c", "0",
-                           "-d", ",".join(dtypes), "--output", out,
-                           "--label", small_label(series, prog, np_)]
-                    status = run_child(cmd, env, quiet=True, timeout=args.timeout) or status
-    runs = small_series_runs(_read_collective(out), session)
+            cmd = ["mpirun", "-np", str(np_), os.path.join(args.bin, "small_message_bench"),
+                   "-b", "4", "-e", "64K", "-f", factor, "-n", str(iters), "-w", str(warmup),
+                   "-r", str(rounds), "-d", ",".join(types), "--output", out,
+                   "--label", small_label(series, np_)]
+            status = run_child(cmd, dict(ENV, **{SERIES_ENV: series}), quiet=True,
+                               timeout=args.timeout) or status
+    runs = small_series_runs(_read_runs(out, SMALL_KIND), session)
     points = small_points(runs, session)
     lines = [f"# scripts/perf-hfreduce --small: HFReduce against MPI_Allreduce, 4 B - 64 KiB, "
              f"every type (measured), written {now_text()}",
              f"# command: {' '.join(['scripts/perf-hfreduce'] + list(args.argv))}",
-             f"# ranks {','.join(map(str, ranks))} on this host; {rounds} rounds (hfreduce, "
-             f"hfmpi, mpi, then reversed); -n {iters} "
-             f"-w {warmup} per size; sum, out-of-place; time = median iteration of the slowest "
-             f"rank, median over rounds; ratio = HFReduce / MPI (< 1: HFReduce faster)"]
+             f"# ranks {','.join(map(str, ranks))} on this host, one small_message_bench run "
+             f"each: {rounds} rounds, -n {iters} -w {warmup} per candidate and point; sum, "
+             f"out-of-place; time = median iteration of the slowest rank, median over rounds; "
+             f"ratio = median of the per-round HFReduce / MPI (< 1: HFReduce faster)"]
     lines += describe_runs(runs) + [""] + small_text(points)
     for np_ in ranks:
         head, body = small_matrix(points, np_)
@@ -986,12 +961,8 @@ def run_small(args):
             lines += ["  ".join(f"{c:>22}" if j == 0 else f"{c:>6}" for j, c in enumerate(row))
                       for row in [head] + body]
     lines += ["", "## Summary"] + small_summary(points)
-    lines += ["", "# fp8: MPI has no fp8 type; its MPI figure is MPI_Allreduce with a "
-                  "user-defined fp8 op (mpi-path), beside MPI_Allreduce of uint8 on the same "
-                  "bytes (a lower bound without fp8 arithmetic). hfreduce path: shm = the shared-memory small path, mpi = the MPI fast "
-                  "path (below --fallback-bytes), intra-node = the pipeline; mpi-path = "
-                  "HFReduce with --small-path mpi --fallback-bytes 1M in the same rounds.",
-              f"# runs: {out}", f"# wall time {(time.time() - start) / 60:.1f} min"]
+    lines += ["", f"# {SMALL_NOTE}", f"# runs: {out}",
+              f"# wall time {(time.time() - start) / 60:.1f} min"]
     write_text(text, lines)
     print("\n".join(lines))
     print(f"# table written to {text}")
@@ -1018,7 +989,7 @@ def parse_args(argv):
                     "small: 200)")
     ap.add_argument("--warmup", type=int, help="warm-up iterations per size (emulated: 2; "
                     "small: 20)")
-    ap.add_argument("--rounds", type=int, help="small: rounds per program (default 8)")
+    ap.add_argument("--rounds", type=int, help="small: rounds over every point (default 16)")
     ap.add_argument("--emu-name", default="ffb",
                     help="emulated cluster name (default ffb; refused while one of that name is "
                          "up)")
