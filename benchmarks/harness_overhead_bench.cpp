@@ -40,19 +40,6 @@ class MpiDoubleSum final : public ffb::CollectiveBackend {
   MPI_Comm comm_;
 };
 
-// The benchmark's communicator, as the harness has its own: a duplicate of the world.
-class DupComm {
- public:
-  explicit DupComm(MPI_Comm parent) { MPI_Comm_dup(parent, &comm_); }
-  ~DupComm() { MPI_Comm_free(&comm_); }
-  DupComm(const DupComm&) = delete;
-  DupComm& operator=(const DupComm&) = delete;
-  MPI_Comm get() const { return comm_; }
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
 // The bare loop: what a user would write by hand, and what OSU reports (the slowest rank's mean).
 double bare_loop_us(MPI_Comm comm, int iters, bool in_place) {
   double in = 1.0, out = 0.0;
@@ -195,7 +182,7 @@ class HarnessOverheadBench final : public ffb::Program {
   int run(ffb::ProgramContext& ctx) override {
     Rounds r;
     {
-      const DupComm comm(ctx.comm);
+      const ffb::DupComm comm(ctx.comm);
       r = measure_rounds(a_, ctx.topology, comm.get());
     }
     if (ctx.root()) print_report(a_, ctx.size, r);

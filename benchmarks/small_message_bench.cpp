@@ -27,6 +27,7 @@
 #include "backends/mpi_allreduce_backend.h"
 #include "ffb/collective.h"
 #include "ffb/error.h"
+#include "ffb/mpi_env.h"
 #include "ffb/numeric.h"
 #include "ffb/program.h"
 #include "ffb/provenance.h"
@@ -166,19 +167,6 @@ ffb::CollectiveOptions harness_options(const Args& a) {
   return opt;
 }
 
-// The communicator of one candidate, as the harness has its own: a duplicate of the world.
-class DupComm {
- public:
-  explicit DupComm(MPI_Comm parent) { MPI_Comm_dup(parent, &comm_); }
-  ~DupComm() { MPI_Comm_free(&comm_); }
-  DupComm(const DupComm&) = delete;
-  DupComm& operator=(const DupComm&) = delete;
-  MPI_Comm get() const { return comm_; }
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
 // One measured placement: a row of the run's `small_message` table (rank 0's figures).
 struct Sample {
   int round;
@@ -233,7 +221,7 @@ class Candidates {
     return mpi_;
   }
 
-  DupComm hf_comm_, hfmpi_comm_, mpi_comm_;
+  ffb::DupComm hf_comm_, hfmpi_comm_, mpi_comm_;
   std::unique_ptr<HfreduceCall> hfreduce_, hfmpi_;
   ffb::bench::MpiAllreduceBackend mpi_;
   std::array<std::unique_ptr<ffb::PlacementMeasurer>, kCandidates.size()> measurers_;

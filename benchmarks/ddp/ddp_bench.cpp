@@ -37,19 +37,6 @@ using namespace ffb::ddp;
 
 constexpr const char* kProgram = "ddp_bench";
 
-// A duplicate of a communicator (the backends' own), freed on every path.
-class DupComm {
- public:
-  explicit DupComm(MPI_Comm of) { MPI_Comm_dup(of, &comm_); }
-  ~DupComm() { MPI_Comm_free(&comm_); }
-  DupComm(const DupComm&) = delete;
-  DupComm& operator=(const DupComm&) = delete;
-  MPI_Comm get() const { return comm_; }
-
- private:
-  MPI_Comm comm_ = MPI_COMM_NULL;
-};
-
 int local_rank_and_size(MPI_Comm comm, int* local_size) {
   MPI_Comm node;
   MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
@@ -204,7 +191,7 @@ class DdpBench final : public ffb::Program {
  private:
   int measure(ffb::ProgramContext& ctx) {
     ffb::check_output(o_.output, ctx.comm);
-    const DupComm comm(ctx.comm);
+    const ffb::DupComm comm(ctx.comm);
     const auto& topo = ctx.topology;
     int local_size = 1;
     const int local_rank = local_rank_and_size(comm.get(), &local_size);

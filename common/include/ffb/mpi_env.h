@@ -24,6 +24,19 @@ class MpiSession {
   int provided_ = 0;
 };
 
+// A program's own duplicate of a communicator (a benchmark's, a backend's), freed on every path.
+class DupComm {
+ public:
+  explicit DupComm(MPI_Comm parent) { MPI_Comm_dup(parent, &comm_); }
+  ~DupComm() { MPI_Comm_free(&comm_); }
+  DupComm(const DupComm&) = delete;
+  DupComm& operator=(const DupComm&) = delete;
+  MPI_Comm get() const { return comm_; }
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+};
+
 // Where the ranks of a communicator run. Nodes are hosts, in first-seen order.
 struct Topology {
   int rank = 0;
