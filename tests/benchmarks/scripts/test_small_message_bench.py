@@ -1,6 +1,9 @@
 """small_message_bench under real mpirun (1, 3 and 4 ranks): the table it prints, the HDF5 run it
 appends (read back), the order of the candidates in each round, validation of every placement, the
-path HFReduce took, the fp8 stand-in of the MPI candidate, and nothing left behind in /dev/shm."""
+path HFReduce took, the fp8 stand-in of the MPI candidate, and nothing left behind: no HFReduce
+segment in /dev/shm (its fallback when a memfd cannot be shared is /dev/shm/hfreduce-*) and
+nothing in Open MPI's backing directory, which is the test's own (other tests' jobs run beside
+this one and have /dev/shm segments of their own)."""
 import os
 import shutil
 import subprocess
@@ -20,8 +23,9 @@ def text(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def shm_entries():
-    return set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+def hfreduce_segments():
+    names = os.listdir("/dev/shm") if os.path.isdir("/dev/shm") else []
+    return {n for n in names if n.startswith("hfreduce-")}
 
 
 @pytest.mark.parametrize("ranks", [1, 3, 4])
@@ -29,9 +33,12 @@ def test_rounds_rows_and_paths(tmp_path, ranks):
     if not os.access(PROGRAM, os.X_OK) or shutil.which("mpirun") is None:
         pytest.skip("small_message_bench not built (FFB_BIN) or no mpirun")
     out = tmp_path / "small.h5"
-    before = shm_entries()
+    before = hfreduce_segments()
+    vader = tmp_path / "vader"
+    vader.mkdir()
     env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-               OMPI_MCA_rmaps_base_oversubscribe="1")
+               OMPI_MCA_rmaps_base_oversubscribe="1",
+               OMPI_MCA_btl_vader_backing_directory=str(vader))
     # 4 B .. 64 KiB x16: 4, 64, 1K, 16K (fp8: 1 B elements, so all four; double from 64 B)
     res = subprocess.run(["mpirun", "-np", str(ranks), PROGRAM, "-d", "double,fp8_e5m2,half",
                           "-f", "16", "-r", "3", "-n", "5", "-w", "1", "--output", str(out),
@@ -70,4 +77,5 @@ def test_rounds_rows_and_paths(tmp_path, ranks):
             # one node: the shared-memory exchange below 16 KiB, and for fp8 up to 64 KiB
             want = "shm" if int(size) < 16384 or typ.startswith("fp8") else "intra-node"
             assert path == want, (typ, size, path)
-    assert shm_entries() - before == set()
+    assert hfreduce_segments() - before == set()
+    assert list(vader.iterdir()) == []
